@@ -3,7 +3,14 @@
 //
 // Type ids are ggml's, so GGUF files map directly. Block layouts follow ggml exactly
 // (byte for byte); the reference quantizers follow ggml's `quantize_row_*_ref`, and
-// the tests check them against the `gguf` Python package on random data.
+// the tests check them against the `gguf` Python package on random data
+// (tests/integration/test_quant_ref.py) and against bytes made by ggml itself
+// (tests/fixtures/quant, checked in tests/unit/test_quant.c).
+//
+// Dequantizers: every type in the table (integers and f64 convert to the nearest float).
+// Quantizers: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q8_1 q2_K q3_K q4_K q5_K q6_K q8_K.
+// One difference from ggml: q8_K of an all-zero block gets zero bsums (ggml leaves them
+// unwritten). Everything is pure and thread-safe; no allocation.
 //
 //   size_t rb; hl_quant_row_bytes(HL_DTYPE_Q4_K, 4096, &rb, &err);
 //   hl_quant_dequantize(HL_DTYPE_Q4_K, blocks, out, 4096, &err);
@@ -46,20 +53,28 @@ typedef struct hl_dtype_info {
     bool can_quantize;    // a reference quantizer exists
 } hl_dtype_info;
 
-// Info for a type id, or NULL when halyard does not know the id at all.
+// Info for a type id, or NULL when halyard does not know the id at all. The pointer is
+// to a static table: never freed, valid for the whole program.
 const hl_dtype_info *hl_quant_info(int type);
+
+// ggml's name for a type id ("q4_K"), or "unknown"; never NULL, static storage.
+const char *hl_quant_name(int type);
 
 // Type id for a name ("q4_0", "Q4_K", "bf16"; case-insensitive), or -1.
 int hl_quant_from_name(const char *name);
 
-// Bytes for n elements of `type`. HL_ERR_INVAL when the type is unknown or n is not a
-// multiple of its block size; HL_ERR_FORMAT when the size overflows.
+// Bytes for n elements of `type` into *out (n = 0 gives 0). HL_ERR_INVAL when the type
+// is unknown or n is negative or not a multiple of its block size; HL_ERR_FORMAT when the
+// size overflows size_t.
 int hl_quant_row_bytes(int type, int64_t n, size_t *out, hl_error *err);
 
-// dst[0..n) = the values of n elements stored at src. n must be a multiple of the
-// block size. HL_ERR_UNSUPPORTED for types with no dequantizer.
+// dst[0..n) = the values of n elements stored at src (hl_quant_row_bytes(type, n) bytes,
+// borrowed; any bytes are valid input). HL_ERR_INVAL for an unknown type, a bad n or a
+// NULL buffer; HL_ERR_UNSUPPORTED for types with no dequantizer. Bit-identical to ggml's
+// dequantize_row_* / to_float.
 int hl_quant_dequantize(int type, const void *src, float *dst, int64_t n, hl_error *err);
 
-// dst (hl_quant_row_bytes(type, n) bytes) = src[0..n) quantized with ggml's reference
-// method. HL_ERR_UNSUPPORTED for types with no quantizer.
+// dst (hl_quant_row_bytes(type, n) bytes, caller-owned) = src[0..n) quantized with
+// ggml's reference method (quantize_row_*_ref, no importance matrix), byte for byte.
+// Errors as for hl_quant_dequantize; HL_ERR_UNSUPPORTED for types with no quantizer.
 int hl_quant_quantize(int type, const float *src, void *dst, int64_t n, hl_error *err);

@@ -16,6 +16,7 @@ typedef struct command {
 
 static const command commands[] = {
     // keep sorted; one line per subcommand
+    {"quant-row", hl_cmd_quant_row, "(debug) run one reference (de)quantizer over a file"},
     {"version", hl_cmd_version, "print the version and build features"},
 };
 
