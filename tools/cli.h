@@ -7,6 +7,7 @@
 
 #include "common/hl.h"
 
+int hl_cmd_pull(int argc, char **argv);
 int hl_cmd_quant_row(int argc, char **argv);
 int hl_cmd_version(int argc, char **argv);
 

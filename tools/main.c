@@ -16,6 +16,7 @@ typedef struct command {
 
 static const command commands[] = {
     // keep sorted; one line per subcommand
+    {"pull", hl_cmd_pull, "download a model file over HTTP(S): resume, sha256 check"},
     {"quant-row", hl_cmd_quant_row, "(debug) run one reference (de)quantizer over a file"},
     {"version", hl_cmd_version, "print the version and build features"},
 };
