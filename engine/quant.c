@@ -269,6 +269,18 @@ static void q_q8_1(const float *x, uint8_t *b) {
 
 // ---- K-quant helpers (ggml's make_*_quants) ----
 
+// Weighted error of levels L with scale and min: sum of w * |err| (use_mad) or w * err^2.
+static float fit_error(int n, const float *x, const float *weights, const uint8_t *L, float scale,
+                       float min, bool use_mad) {
+    float error = 0;
+    for (int i = 0; i < n; ++i) {
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        error += weights[i] * diff;
+    }
+    return error;
+}
+
 // Asymmetric quantization of x[0..n) to L in [0, nmax] with weights: tries nstep+1
 // scales around nmax/(max-min) and keeps the best weighted fit. Returns the scale and
 // stores -min in *the_min (ggml's make_qkx2_quants).
@@ -293,14 +305,8 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
     }
     float iscale = nmax / (max - min);
     float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; ++i) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)clampi(l, 0, nmax);
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best_error += weights[i] * diff;
-    }
+    for (int i = 0; i < n; ++i) L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+    float best_error = fit_error(n, x, weights, L, scale, min, use_mad);
     for (int is = 0; is <= nstep; ++is) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
@@ -320,12 +326,7 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
             this_min = 0;
             this_scale = sum_xl / sum_l2;
         }
-        float cur_error = 0;
-        for (int i = 0; i < n; ++i) {
-            float diff = this_scale * Laux[i] + this_min - x[i];
-            diff = use_mad ? fabsf(diff) : diff * diff;
-            cur_error += weights[i] * diff;
-        }
+        float cur_error = fit_error(n, x, weights, Laux, this_scale, this_min, use_mad);
         if (cur_error < best_error) {
             memcpy(L, Laux, (size_t)n);
             best_error = cur_error;
@@ -454,20 +455,16 @@ static void pack_2bit(const uint8_t *L, uint8_t *qs) {
 
 // ---- Q2_K: scales[16] | qs[64] | d f16 | dmin f16 ----
 
+// Output group g (16 values) uses scale byte g and bit pair (g/2)%4 of qs bytes
+// 32*(g/8) + 16*(g%2) + 0..15 (ggml's loop order, flattened).
 static void deq_q2_K(const uint8_t *b, float *y) {
     const float d = rd_f16(b + 80), min = rd_f16(b + 82);
-    const uint8_t *q = b + 16;
-    int is = 0;
-    for (int n = 0; n < HL_QK_K; n += 128) {
-        for (int shift = 0; shift < 8; shift += 2) {
-            for (int half = 0; half < 2; half++) {
-                const uint8_t sc = b[is++];
-                const float dl = d * (sc & 0xF), ml = min * (sc >> 4);
-                for (int l = 0; l < 16; ++l)
-                    *y++ = dl * ((int8_t)((q[l + 16 * half] >> shift) & 3)) - ml;
-            }
-        }
-        q += 32;
+    for (int g = 0; g < 16; g++) {
+        const uint8_t sc = b[g];
+        const float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+        const uint8_t *q = b + 16 + 32 * (g / 8) + 16 * (g % 2);
+        const int shift = 2 * ((g / 2) % 4);
+        for (int l = 0; l < 16; ++l) *y++ = dl * ((int8_t)((q[l] >> shift) & 3)) - ml;
     }
 }
 
@@ -515,21 +512,17 @@ static int q3_scale(const uint8_t *scales, int j) {
     return (int8_t)(lo | (hi << 4)) - 32;
 }
 
+// Output group g (16 values): scale g, bit pair (g/2)%4 of qs bytes 32*(g/8) + 16*(g%2)
+// + 0..15, and bit g/2 of hmask bytes 16*(g%2) + 0..15 (set: no -4 offset).
 static void deq_q3_K(const uint8_t *b, float *y) {
-    const uint8_t *hm = b, *q = b + 32, *scales = b + 96;
     const float d_all = rd_f16(b + 108);
-    uint8_t m = 1;
-    int is = 0;
-    for (int n = 0; n < HL_QK_K; n += 128) {
-        for (int shift = 0; shift < 8; shift += 2) {
-            for (int half = 0; half < 2; half++) {
-                const float dl = d_all * q3_scale(scales, is++);
-                for (int l = 16 * half; l < 16 * half + 16; ++l)
-                    *y++ = dl * ((int8_t)((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
-            }
-            m = (uint8_t)(m << 1);
-        }
-        q += 32;
+    for (int g = 0; g < 16; g++) {
+        const float dl = d_all * q3_scale(b + 96, g);
+        const uint8_t *q = b + 32 + 32 * (g / 8) + 16 * (g % 2), *hm = b + 16 * (g % 2);
+        const int shift = 2 * ((g / 2) % 4);
+        const uint8_t m = (uint8_t)(1 << (g / 2));
+        for (int l = 0; l < 16; ++l)
+            *y++ = dl * ((int8_t)((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
     }
 }
 
@@ -799,7 +792,8 @@ static void q_q8_K(const float *x, uint8_t *b) {
     const float max = signed_absmax(x, HL_QK_K);
     if (!max) return;
     const float iscale = -127.f / max;
-    for (int j = 0; j < HL_QK_K; ++j) b[4 + j] = (uint8_t)(int8_t)imin(127, nearest_int(iscale * x[j]));
+    for (int j = 0; j < HL_QK_K; ++j)
+        b[4 + j] = (uint8_t)(int8_t)imin(127, nearest_int(iscale * x[j]));
     for (int j = 0; j < 16; ++j) {
         int sum = 0;
         for (int ii = 0; ii < 16; ++ii) sum += (int8_t)b[4 + j * 16 + ii];
@@ -884,7 +878,8 @@ int hl_quant_dequantize(int type, const void *src, float *dst, int64_t n, hl_err
     int rc = checked(type, n, "dequantize", &t, err);
     if (rc != HL_OK) return rc;
     if (!t->dequant)
-        return hl_errorf(err, HL_ERR_UNSUPPORTED, "dequantize: no dequantizer for %s", t->info.name);
+        return hl_errorf(err, HL_ERR_UNSUPPORTED, "dequantize: no dequantizer for %s",
+                         t->info.name);
     if (n > 0 && (!src || !dst)) return hl_errorf(err, HL_ERR_INVAL, "dequantize: NULL buffer");
     const uint8_t *b = src;
     const int64_t n_blocks = n / t->info.block_size;

@@ -161,11 +161,19 @@ static void fill(hl_rng *r, enum dist d, float *x, int64_t n) {
         switch (d) {
         case DIST_NORMAL: x[i] = rnd_normal(r); break;
         case DIST_UNIFORM: x[i] = 2.0f * hl_rng_uniform(r) - 1.0f; break;
-        case DIST_OUTLIERS: x[i] = rnd_normal(r) * (hl_rng_uniform(r) < 0.01f ? 40.0f : 1.0f); break;
+        case DIST_OUTLIERS:
+            x[i] = rnd_normal(r) * (hl_rng_uniform(r) < 0.01f ? 40.0f : 1.0f);
+            break;
         case DIST_POSITIVE: x[i] = 0.5f + hl_rng_uniform(r); break;
         default: x[i] = rnd_normal(r) * 1e-4f; break;
         }
     }
+}
+
+// Half a step of an asymmetric type with `levels` steps over `range`, plus what the f16
+// rounding of the step (d16) and of the min (min_err) can add over all levels.
+static float asym_bound(float range, int levels, float d16, float min_err) {
+    return range / levels / 2 + levels * fabsf(range / levels - d16) + fabsf(min_err);
 }
 
 // Worst-case error of one legacy block given its stored scale d16 (and min m16 for the
@@ -187,14 +195,14 @@ static float legacy_bound(int type, const float *x, float d16, float m16) {
     case HL_DTYPE_Q8_1: return amax / 127 / 2 + 127 * fabsf(amax / 127 - d16) + eps;
     case HL_DTYPE_Q4_0: return fabsf(max / 8) + 8 * fabsf(max / -8 - d16) + eps;
     case HL_DTYPE_Q5_0: return fabsf(max / 16) + 16 * fabsf(max / -16 - d16) + eps;
-    case HL_DTYPE_Q4_1: return (hi - min) / 15 / 2 + 15 * fabsf((hi - min) / 15 - d16) + fabsf(min - m16) + eps;
-    case HL_DTYPE_Q5_1: return (hi - min) / 31 / 2 + 31 * fabsf((hi - min) / 31 - d16) + fabsf(min - m16) + eps;
+    case HL_DTYPE_Q4_1: return asym_bound(hi - min, 15, d16, min - m16) + eps;
+    case HL_DTYPE_Q5_1: return asym_bound(hi - min, 31, d16, min - m16) + eps;
     default: return 0;
     }
 }
 
-static void check_legacy_blocks(int type, const float *x, const float *y, const uint8_t *q, int64_t n,
-                                uint64_t seed, const char *dist) {
+static void check_legacy_blocks(int type, const float *x, const float *y, const uint8_t *q,
+                                int64_t n, uint64_t seed, const char *dist) {
     const hl_dtype_info *info = hl_quant_info(type);
     for (int64_t b = 0; b < n / 32; b++) {
         const uint8_t *blk = q + b * info->block_bytes;
@@ -252,7 +260,8 @@ static void check_round_trip(int type, enum dist d, hl_rng *rng, uint64_t seed) 
     }
     if (d == DIST_NORMAL || d == DIST_UNIFORM)
         ck_assert_msg(rel <= rel_rms_limit(type), "%s %s seed %llu: relative RMS error %g > %g",
-                      info->name, dist_names[d], (unsigned long long)seed, rel, rel_rms_limit(type));
+                      info->name, dist_names[d], (unsigned long long)seed, rel,
+                      rel_rms_limit(type));
     free(x);
     free(y);
     free(q);
@@ -278,7 +287,8 @@ START_TEST(test_zero_blocks_stay_zero) {
         for (int j = 0; j < 512; j++) y[j] = 1.0f;
         ck_assert_int_eq(hl_quant_quantize(t, x, q, 512, NULL), HL_OK);
         ck_assert_int_eq(hl_quant_dequantize(t, q, y, 512, NULL), HL_OK);
-        for (int j = 0; j < 512; j++) ck_assert_msg(y[j] == 0.0f, "%s: element %d is %g", hl_quant_name(t), j, (double)y[j]);
+        for (int j = 0; j < 512; j++)
+            ck_assert_msg(y[j] == 0.0f, "%s: element %d is %g", hl_quant_name(t), j, (double)y[j]);
     }
 }
 END_TEST
@@ -343,7 +353,8 @@ START_TEST(test_error_paths) {
     ck_assert_ptr_nonnull(strstr(err.msg, "unknown"));
     ck_assert_int_eq(hl_quant_row_bytes(-1, 32, &n_bytes, NULL), HL_ERR_INVAL);
     ck_assert_int_eq(hl_quant_row_bytes(HL_DTYPE_COUNT, 32, &n_bytes, NULL), HL_ERR_INVAL);
-    ck_assert_int_eq(hl_quant_row_bytes(HL_DTYPE_F32, INT64_C(1) << 62, &n_bytes, &err), HL_ERR_FORMAT);
+    ck_assert_int_eq(hl_quant_row_bytes(HL_DTYPE_F32, INT64_C(1) << 62, &n_bytes, &err),
+                     HL_ERR_FORMAT);
     ck_assert_int_eq(hl_quant_row_bytes(HL_DTYPE_Q6_K, 0, &n_bytes, &err), HL_OK);
     ck_assert_uint_eq(n_bytes, 0);
     ck_assert_int_eq(hl_quant_row_bytes(HL_DTYPE_Q6_K, 512, &n_bytes, &err), HL_OK);
@@ -377,7 +388,8 @@ START_TEST(test_names_and_table) {
         if (!info) continue;
         n_known++;
         ck_assert_int_eq(hl_quant_from_name(info->name), t);
-        ck_assert(info->block_size == 1 || info->block_size == HL_QK || info->block_size == HL_QK_K);
+        int bs = info->block_size;
+        ck_assert(bs == 1 || bs == HL_QK || bs == HL_QK_K);
         ck_assert_uint_gt(info->block_bytes, 0);
         // The flags say exactly what the functions do.
         float x[256] = {0};
