@@ -4,8 +4,7 @@
 // the same float expression order, the same clamps, the same int conversions and the
 // same nearest_int trick, so the bytes come out identical to ggml's. Float arithmetic
 // here must not be "simplified": reordering a sum or hoisting a product changes the
-// rounding and breaks tests/unit/test_quant.c. The build uses -std=c11, where GCC does
-// not contract a*b+c into an FMA, just as ggml-base is built without FMA.
+// rounding and breaks tests/unit/test_quant.c.
 //
 // Blocks are read and written byte by byte at ggml's offsets (never through structs).
 #include "engine/quant.h"
@@ -13,6 +12,14 @@
 #include <float.h>
 #include <math.h>
 #include <strings.h>
+
+// ggml-base is built without FMA: every a*b+c here must round twice, whatever -std or
+// -march the build uses (gnu11 lets GCC contract into FMAs and changes the bytes).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 #define GROUP_MAX_EPS 1e-15f // ggml: below this a group counts as all zero
 
