@@ -67,6 +67,7 @@ void hl_sha256_init(hl_sha256 *h) {
 }
 
 void hl_sha256_update(hl_sha256 *h, const void *data, size_t n_bytes) {
+    if (n_bytes == 0) return; // data may be NULL then, and memcpy must not see it
     const uint8_t *p = data;
     h->n_bytes += n_bytes;
     if (h->n_block > 0) {

@@ -338,7 +338,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
     line[keep] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) new_response(st, line);
     if (strncasecmp(line, "content-range:", 14) == 0) parse_content_range(st, line + 14);
-    if (strncasecmp(line, "retry-after:", 12) == 0) st->retry_after_s = strtol(line + 12, NULL, 10);
+    if (strncasecmp(line, "retry-after:", 12) == 0) { // seconds; an HTTP-date reads as 0 (ignored)
+        long s = strtol(line + 12, NULL, 10);
+        st->retry_after_s = s < 0 ? 0 : s > 3600 ? 3600 : s;
+    }
     return len;
 }
 
@@ -509,6 +512,17 @@ static enum outcome range_refused(fetch_state *st, hl_error *err) {
     return RESTART;
 }
 
+// A 2xx without a body never reached on_body: an empty file, or a status we cannot use.
+static enum outcome empty_body(fetch_state *st, hl_error *err) {
+    if (begin_body(st)) return DONE;
+    if (!st->cb_failed) {
+        hl_errorf(err, HL_ERR_IO, "unexpected HTTP %ld: %.150s", st->status, st->url);
+        return FAIL;
+    }
+    *err = st->cb_err;
+    return st->cb_restart ? RESTART : FAIL;
+}
+
 // One request for the bytes not yet in the .part.
 static enum outcome run_attempt(fetch_state *st, hl_error *err) {
     char range[32];
@@ -526,16 +540,18 @@ static enum outcome run_attempt(fetch_state *st, hl_error *err) {
         *err = st->cb_err;
         return st->cb_restart ? RESTART : FAIL;
     }
-    if (rc == CURLE_TOO_MANY_REDIRECTS)
-        return hl_errorf(err, HL_ERR_INVAL, "too many redirects (more than %ld): %.150s",
-                         st->opts->max_redirects, st->url), FAIL;
-    if (st->status == 416 && asked > 0) return range_refused(st, err);
-    if (st->status >= 300) return http_failure(st, err);
-    if (rc != CURLE_OK) return net_failure(st, rc, err);
-    if (!st->body_started && !begin_body(st)) { // an empty body: nothing reached on_body
-        if (st->cb_failed) return *err = st->cb_err, st->cb_restart ? RESTART : FAIL;
-        return hl_errorf(err, HL_ERR_IO, "unexpected HTTP %ld: %.150s", st->status, st->url), FAIL;
+    if (rc == CURLE_TOO_MANY_REDIRECTS) {
+        hl_errorf(err, HL_ERR_INVAL, "too many redirects (more than %ld): %.150s", st->opts->max_redirects,
+                  st->url);
+        return FAIL;
     }
+    if (st->status == 416 && asked > 0) return range_refused(st, err);
+    // WRITE_ERROR here means on_body refused an error page; other failures after a 3xx
+    // happened while following it (the next host did not answer) and are network errors.
+    bool answered = rc == CURLE_OK || rc == CURLE_WRITE_ERROR;
+    if (st->status >= 400 || (st->status >= 300 && answered)) return http_failure(st, err);
+    if (rc != CURLE_OK) return net_failure(st, rc, err);
+    if (!st->body_started) return empty_body(st, err);
     if (st->total > 0 && st->offset != st->total) {
         hl_errorf(err, HL_ERR_IO, "body ended at %llu of %llu bytes", (unsigned long long)st->offset,
                   (unsigned long long)st->total);

@@ -33,7 +33,7 @@ typedef struct hl_fetch_opts {
     const char *const *resolve;    // borrowed: n_resolve "HOST:PORT:ADDR" pins (curl --resolve)
     int n_resolve;
     long connect_timeout_s;        // give up connecting after this long (30)
-    long stall_timeout_s;          // abort an attempt that stays under 1 KiB/s this long (60)
+    long stall_timeout_s;          // abort an attempt under 1 KiB/s for this long (60; 0: never)
     long max_redirects;            // redirects followed per attempt (10)
     int max_retries;               // extra attempts after a dropped connection, timeout, 5xx, 429 (3)
     long retry_delay_ms;           // wait before the first retry, doubled for each next one (1000)
@@ -42,7 +42,7 @@ typedef struct hl_fetch_opts {
 } hl_fetch_opts;
 
 typedef struct hl_fetch_result {
-    uint64_t n_bytes;                        // size of the file
+    uint64_t n_bytes;                        // size of the file (on failure: bytes in PATH.part)
     char sha256_hex[HL_SHA256_HEX_BYTES];    // its digest ("" when the download failed early)
     uint64_t resumed_bytes;                  // bytes of an earlier PATH.part that were kept
     long http_status;                        // status of the last response, 0 if none came

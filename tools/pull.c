@@ -95,7 +95,10 @@ static bool takes_value(const char *opt) {
 static int parse_args(pull_args *a, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) return usage(stdout), -1;
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+            usage(stdout);
+            return -1;
+        }
         if (strcmp(s, "--force") == 0) {
             a->force = true;
         } else if (takes_value(s)) {

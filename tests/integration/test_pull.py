@@ -110,6 +110,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.serve_file(cut_at=1000, stall=True)
         if path == "/busy/model.bin":
             return self.send_status(503, [("Retry-After", "0")], b"busy")
+        if path == "/deadend/model.bin":  # port 1 on loopback: nothing listens there
+            return self.send_status(302, [("Location", "http://127.0.0.1:1/model.bin")])
         if path == "/loop":
             return self.send_status(302, [("Location", "/loop")])
         return self.send_status(404, [], b"not found")
@@ -222,6 +224,11 @@ class Cases:
         expect(pull(url, "-o", o, *self.hf_args()), 0)
         assert read(o) == DATA  # the blob page is HTML: only the resolve/ file matches
         assert len(requests_for("/org/repo/blob/main/model.bin")) == n_blob
+
+    def test_redirect_to_dead_host(self):
+        o = self.out("deadend.bin")
+        expect(pull(self.base + "/deadend/model.bin", "-o", o, "--retries", "0"), 1, "connect")
+        assert not os.path.exists(o) and not os.path.exists(o + ".part")
 
     def test_redirect_loop(self):
         o = self.out("loop.bin")
