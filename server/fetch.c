@@ -32,6 +32,9 @@ typedef struct fetch_state {
     char *part;                // owned: PATH.part
     CURL *curl;                // owned
     bool sent_token;
+    bool is_hf;                // a Hub URL: its X-Linked-Etag is the file's sha256
+    bool hub_sha_known;
+    uint8_t hub_sha[HL_SHA256_BYTES];
     // the .part file: its bytes are exactly what sha has hashed
     int fd;
     uint64_t offset;           // bytes in the .part
@@ -329,6 +332,19 @@ static void new_response(fetch_state *st, const char *line) {
     st->reason[strcspn(st->reason, "\r\n")] = '\0';
 }
 
+// The Hub's resolve/ answer carries X-Linked-Etag: "<sha256 of the LFS file>" (absent for
+// small non-LFS files, whose ETag is a git hash and not used).
+static void parse_hub_digest(fetch_state *st, const char *v) {
+    while (*v == ' ' || *v == '\t') v++;
+    if (strncmp(v, "W/", 2) == 0) v += 2;
+    if (*v == '"') v++;
+    char hex[HL_SHA256_HEX_BYTES];
+    if (strlen(v) < 64 || strchr("\" \r\n", v[64]) == NULL) return;
+    memcpy(hex, v, 64);
+    hex[64] = '\0';
+    st->hub_sha_known = hl_sha256_parse_hex(hex, st->hub_sha, NULL) == HL_OK;
+}
+
 static size_t on_header(char *buf, size_t size, size_t n, void *user) {
     fetch_state *st = user;
     size_t len = size * n;
@@ -338,6 +354,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
     line[keep] = '\0';
     if (strncmp(line, "HTTP/", 5) == 0) new_response(st, line);
     if (strncasecmp(line, "content-range:", 14) == 0) parse_content_range(st, line + 14);
+    if (st->is_hf && strncasecmp(line, "x-linked-etag:", 14) == 0) parse_hub_digest(st, line + 14);
     if (strncasecmp(line, "retry-after:", 12) == 0) { // seconds; an HTTP-date reads as 0 (ignored)
         long s = strtol(line + 12, NULL, 10);
         st->retry_after_s = s < 0 ? 0 : s > 3600 ? 3600 : s;
@@ -591,18 +608,25 @@ static int download(fetch_state *st, hl_error *err) {
     }
 }
 
-// Checks the digest, then publishes PATH; a mismatching .part is deleted.
+// Checks the digest (the caller's, else the Hub's), then publishes PATH; a mismatching
+// .part is deleted.
 static int finish(fetch_state *st, const char *path, const uint8_t *want, hl_fetch_result *res,
                   hl_error *err) {
+    const char *source = "";
+    if (!want && st->hub_sha_known) {
+        want = st->hub_sha;
+        source = " (the Hub's X-Linked-Etag)";
+    }
     uint8_t got[HL_SHA256_BYTES];
     hl_sha256_final(&st->sha, got);
     hl_sha256_hex(got, res->sha256_hex);
+    res->verified = want != NULL;
     if (want && memcmp(want, got, HL_SHA256_BYTES) != 0) {
         char want_hex[HL_SHA256_HEX_BYTES];
         hl_sha256_hex(want, want_hex);
         unlink(st->part);
-        return hl_errorf(err, HL_ERR_FORMAT, "sha256 mismatch: expected %s, got %s; deleted %.100s",
-                         want_hex, res->sha256_hex, st->part);
+        return hl_errorf(err, HL_ERR_FORMAT, "sha256 mismatch: expected %s%s, got %s; deleted %s", want_hex,
+                         source, res->sha256_hex, st->part);
     }
     return publish(st, path, err);
 }
@@ -637,7 +661,7 @@ int hl_fetch_to_file(const char *url, const char *path, const hl_fetch_opts *opt
     memset(res, 0, sizeof *res);
     if (check_args(url, path, opts, want, &e) != HL_OK) return err ? (*err = e).code : e.code;
 
-    fetch_state st = {.opts = opts, .url = url, .fd = -1};
+    fetch_state st = {.opts = opts, .url = url, .fd = -1, .is_hf = hl_fetch_is_hf_url(url)};
     hl_sha256_init(&st.sha);
     size_t n_part = strlen(path) + 6;
     st.part = hl_xmalloc(n_part);

@@ -4,8 +4,9 @@
 // Invariants: bytes go to PATH.part (locked while a download writes it), never to PATH.
 // An existing PATH.part is resumed with a Range request; a server that ignores Range
 // (200) restarts it from zero, a 416 whose size matches means it is already complete.
-// The SHA-256 of the whole file is always computed; when an expected digest is given
-// and differs, PATH.part is deleted (its bytes are wrong, resuming cannot fix them).
+// The SHA-256 of the whole file is always computed; when an expected digest is given (or,
+// for a Hugging Face URL, announced by the Hub in X-Linked-Etag) and differs, PATH.part is
+// deleted (its bytes are wrong, resuming cannot fix them).
 // Only a complete, verified file is fsync'd and renamed to PATH, so PATH is either
 // absent, the old file, or the new complete one. Redirects are followed (Hugging Face
 // resolve/ URLs answer 302 to a CDN) up to a limit; a bearer token goes to the URL's
@@ -47,6 +48,8 @@ typedef struct hl_fetch_result {
     uint64_t resumed_bytes;                  // bytes of an earlier PATH.part that were kept
     long http_status;                        // status of the last response, 0 if none came
     int n_attempts;                          // requests made, retries and restarts included
+    bool verified;                           // the digest was checked: opts->sha256_hex, or for
+                                             // a Hub URL without one, the Hub's X-Linked-Etag
 } hl_fetch_result;
 
 // Defaults as listed next to each field; everything optional is NULL/0.

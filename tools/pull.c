@@ -44,7 +44,8 @@ static void usage(FILE *f) {
             "turned into its /resolve/ form); $HF_TOKEN is sent to huggingface.co and hf.co only.\n"
             "\n"
             "  -o FILE              output path\n"
-            "  --sha256 HEX         expected SHA-256; on mismatch FILE.part is deleted\n"
+            "  --sha256 HEX         expected SHA-256; on mismatch FILE.part is deleted (Hub LFS\n"
+            "                       files are checked against the Hub's X-Linked-Etag without it)\n"
             "  --header 'K: V'      extra request header (repeatable)\n"
             "  --token T            bearer token for the URL's host (never sent across redirects)\n"
             "  --retries N          retries after dropped connections, stalls, 5xx, 429 (3)\n"
@@ -198,7 +199,8 @@ static int pull(pull_args *a, const char *out) {
     }
     if (res.resumed_bytes > 0)
         printf("resumed %s at %llu bytes\n", out, (unsigned long long)res.resumed_bytes);
-    printf("saved %s (%llu bytes, sha256 %s)\n", out, (unsigned long long)res.n_bytes, res.sha256_hex);
+    printf("saved %s (%llu bytes, sha256 %s%s)\n", out, (unsigned long long)res.n_bytes, res.sha256_hex,
+           res.verified ? ", verified" : "");
     return 0;
 }
 

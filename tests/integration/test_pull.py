@@ -90,10 +90,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def route(self, path, n, port):
         if path in ("/files/model.bin", "/cdn/blobs/model.bin"):
             return self.serve_file()
-        if path == "/chain/model.bin":
-            return self.send_status(302, [("Location", "/files/model.bin")])
+        if path == "/chain/model.bin":  # not the Hub: its X-Linked-Etag means nothing
+            return self.send_status(302, [("Location", "/files/model.bin"), ("X-Linked-Etag", f'"{"0" * 64}"')])
         if path == "/org/repo/resolve/main/model.bin":  # the Hub answers resolve/ with a redirect
-            return self.send_status(302, [("Location", "/api/resolve-cache/model.bin")])
+            return self.send_status(302, [("Location", "/api/resolve-cache/model.bin"),
+                                          ("X-Linked-Etag", f'"{SHA}"'), ("X-Linked-Size", str(len(DATA)))])
+        if path == "/org/repo/resolve/main/stale.bin":  # announces another file's digest
+            return self.send_status(302, [("Location", "/api/resolve-cache/model.bin"),
+                                          ("X-Linked-Etag", f'"{"ab" * 32}"')])
         if path == "/api/resolve-cache/model.bin":
             return self.send_status(307, [("Location", f"http://cdn.test:{port}/cdn/blobs/model.bin?sig=x")])
         if path == "/org/repo/blob/main/model.bin":  # the web page, not the file
@@ -203,19 +207,26 @@ class Cases:
 
     def test_redirect(self):
         o = self.out("chain.bin")
-        expect(pull(self.base + "/chain/model.bin", "-o", o), 0)
-        assert read(o) == DATA
+        p = pull(self.base + "/chain/model.bin", "-o", o)
+        expect(p, 0)
+        assert read(o) == DATA and "verified" not in p.stdout
 
     def test_hf_resolve_redirects_to_cdn(self):
         o = self.out("hf.bin")
         url = f"http://huggingface.co:{self.port}/org/repo/resolve/main/model.bin"
         p = pull(url, "-o", o, *self.hf_args(), env={"HF_TOKEN": HF_TOKEN})
-        expect(p, 0, SHA)
+        expect(p, 0, SHA + ", verified")
         assert read(o) == DATA
         first = requests_for("/org/repo/resolve/main/model.bin")[-1]
         cdn = requests_for("/cdn/blobs/model.bin")[-1]
         assert first[1].startswith("huggingface.co") and first[3] == f"Bearer {HF_TOKEN}", first
         assert cdn[1].startswith("cdn.test") and cdn[3] is None, f"token leaked to the CDN host: {cdn}"
+
+    def test_hf_digest_mismatch(self):
+        o = self.out("stale.bin")
+        url = f"http://huggingface.co:{self.port}/org/repo/resolve/main/stale.bin"
+        expect(pull(url, "-o", o, *self.hf_args()), 1, "sha256 mismatch", "ab" * 32, "X-Linked-Etag")
+        assert not os.path.exists(o) and not os.path.exists(o + ".part")
 
     def test_hf_blob_link_becomes_resolve(self):
         o = self.out("hf_blob.bin")
