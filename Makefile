@@ -81,9 +81,15 @@ $(BUILD)/libhalyard.a: $(LIB_OBJ)
 $(BUILD)/halyard: $(TOOL_OBJ) $(BUILD)/libhalyard.a
 	$(CC) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libhalyard.a $(LIBS)
 
+# Kernels for wider ISAs live in their own files, compiled with that ISA only; the CPU
+# backend picks one at run time (cpuid), so the binary still runs on older x86-64.
+$(BUILD)/%_avx2.o: ISA_FLAGS = -mavx2 -mfma -mf16c
+$(BUILD)/%_avx512.o: ISA_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq
+$(BUILD)/%_vnni.o: ISA_FLAGS = -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(ISA_FLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(@D)

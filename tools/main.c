@@ -16,8 +16,11 @@ typedef struct command {
 
 static const command commands[] = {
     // keep sorted; one line per subcommand
+    {"info", hl_cmd_info, "describe a model file: hyper-parameters, tokenizer, tensors, memory"},
     {"pull", hl_cmd_pull, "download a model file over HTTP(S): resume, sha256 check"},
     {"quant-row", hl_cmd_quant_row, "(debug) run one reference (de)quantizer over a file"},
+    {"quantize", hl_cmd_quantize, "convert a GGUF or safetensors model to a quantized GGUF"},
+    {"synth", hl_cmd_synth, "write a model of a real shape with deterministic random weights"},
     {"version", hl_cmd_version, "print the version and build features"},
 };
 

@@ -14,3 +14,11 @@ int hl_cuda_device_get_info(int device, hl_cuda_device_info *info, hl_error *err
     (void)info;
     return hl_errorf(err, HL_ERR_UNSUPPORTED, "this build has no CUDA support");
 }
+
+#include "kernels/backend.h"
+
+hl_backend *hl_backend_cuda_create(int device, hl_error *err) {
+    (void)device;
+    hl_errorf(err, HL_ERR_UNSUPPORTED, "this build has no CUDA support (rebuild with nvcc and CUDA=1)");
+    return NULL;
+}

@@ -1,0 +1,146 @@
+// backend: the op-level interface the forward pass is written against, once, for every
+// device (STYLE.md "Backend vtable"). Two implementations: kernels/cpu (SIMD + thread
+// pool) and kernels/cuda (custom kernels + cuBLAS).
+//
+// A step processes a *mixed batch*: prefill chunks and single-token decodes of many
+// sequences, laid out token-major in one activation matrix. hl_batch describes that
+// layout once; the attention and rope/KV ops read it. K/V live in a paged pool of
+// 16-token blocks per layer; sequences address it through block tables.
+//
+// Contracts shared by every op: the caller (engine/llama.c) has checked shapes; tensors
+// are row-major with ne[0] the contiguous dimension; activations are F32 unless said
+// otherwise; ops are queued on the backend and complete in order; results are visible
+// to the host after download() or sync(). Unsupported (op, type) pairs are rejected at
+// load time through supports(), never mid-step.
+//
+//   hl_backend *be = hl_backend_cpu_create(4, &err);
+//   hl_tensor w; be->ops->upload_weight(be, &w, HL_DTYPE_Q4_0, ne, gguf_bytes, &err);
+//   be->ops->matmul(be, &y, &w, &x);   // y (n_tokens, rows) = x (n_tokens, cols) · wᵀ
+#pragma once
+
+#include "common/hl.h"
+
+#define HL_KV_BLOCK 16 // tokens per KV block
+
+// A view of device or host memory the backend owns. For weights, `data` may point at a
+// backend-specific repacked layout (hence `type` + `layout`); for activations it is a plain
+// (ne[1], ne[0]) F32 matrix with rows `row_bytes` apart.
+typedef struct hl_tensor {
+    int type;           // enum hl_dtype of the logical elements
+    int layout;         // backend-private layout id (0 = GGUF blocks as in the file)
+    int64_t ne[2];      // ne[0]: elements per row (contiguous), ne[1]: rows
+    size_t row_bytes;   // distance between rows in `data`
+    void *data;         // backend memory; owned by whoever allocated it
+} hl_tensor;
+
+// Where the K/V of every token of one layer lives: a pool of n_blocks blocks, each holding
+// HL_KV_BLOCK tokens for every KV head. Element (block b, head h, token t, dim d) is at
+// ((b * n_kv_heads + h) * HL_KV_BLOCK + t) * head_dim + d.
+typedef struct hl_kv_layer {
+    void *k;            // (n_blocks, n_kv_heads, HL_KV_BLOCK, head_dim) of kv_type
+    void *v;            // same shape
+} hl_kv_layer;
+
+typedef struct hl_kv_geom {
+    int n_blocks;
+    int n_kv_heads;
+    int head_dim;
+    int kv_type;        // HL_DTYPE_F16 (default) or HL_DTYPE_F32; int8 later
+} hl_kv_geom;
+
+// The token layout of one step. Tokens of a sequence are contiguous and in position order.
+// All arrays are host memory, borrowed for the duration of the op call (the CUDA backend
+// copies what it needs before returning).
+typedef struct hl_batch {
+    int n_tokens;
+    int n_seqs;
+    const int32_t *pos;         // (n_tokens) absolute position of each token in its sequence
+    const int32_t *slot;        // (n_tokens) KV slot of each token: block_id * HL_KV_BLOCK + offset
+    const int32_t *seq_start;   // (n_seqs + 1) first token of each sequence; seq_start[n_seqs] = n_tokens
+    const int32_t *ctx_len;     // (n_seqs) tokens in the KV cache after this step (cached + new)
+    const int32_t *block_table; // (n_seqs, max_blocks) block ids, row-major
+    int max_blocks;
+} hl_batch;
+
+typedef struct hl_rope {
+    float theta;                // base frequency (rope.freq_base)
+    int n_rot;                  // rotated dimensions (<= head_dim, even)
+    bool neox;                  // rotate halves (NeoX/HF) instead of adjacent pairs (GGUF llama)
+    const float *freq_factors;  // (n_rot / 2) divisors of each frequency (llama3 scaling), or NULL
+    float freq_scale;           // linear scaling: positions multiplied by this (1 = none)
+} hl_rope;
+
+enum hl_op {
+    HL_OP_EMBED,
+    HL_OP_MATMUL,
+    HL_OP_RMSNORM,
+    HL_OP_ROPE_KV,
+    HL_OP_ATTENTION,
+    HL_OP_SWIGLU,
+    HL_OP_ADD,
+    HL_OP_GET_ROWS,
+    HL_OP_COUNT
+};
+
+typedef struct hl_backend hl_backend;
+
+typedef struct hl_backend_ops {
+    const char *name;
+    void (*free)(hl_backend *be);
+
+    // ---- memory ----
+    void *(*alloc)(hl_backend *be, size_t n_bytes); // NULL on OOM; zero-filled
+    void (*release)(hl_backend *be, void *ptr);     // accepts NULL
+    int (*upload)(hl_backend *be, void *dst, const void *src, size_t n_bytes, hl_error *err);
+    int (*download)(hl_backend *be, void *dst, const void *src, size_t n_bytes, hl_error *err);
+    bool (*supports)(hl_backend *be, enum hl_op op, int type);
+
+    // Makes `out` a weight of `type` with shape ne (ne[0] per row) from GGUF-layout bytes
+    // `src` (host memory, borrowed for the call; rows of hl_quant_row_bytes(type, ne[0])).
+    // The backend may repack into its own layout; release with release_weight.
+    int (*upload_weight)(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2],
+                         const void *src, hl_error *err);
+    void (*release_weight)(hl_backend *be, hl_tensor *w);
+
+    // ---- ops (outputs first) ----
+    // out (n, ne0) = rows ids[0..n) of table (any type the backend supports for EMBED).
+    void (*embed)(hl_backend *be, hl_tensor *out, const hl_tensor *table, const int32_t *ids, int n);
+    // out (n, w.ne[1]) = x (n, w.ne[0]) · wᵀ, for any n ≥ 1. hot: most of the time is here.
+    void (*matmul)(hl_backend *be, hl_tensor *out, const hl_tensor *w, const hl_tensor *x);
+    // out[i] = x[i] / rms(x[i]) * w, row by row (w: F32 of ne0).
+    void (*rmsnorm)(hl_backend *be, hl_tensor *out, const hl_tensor *x, const hl_tensor *w, float eps);
+    // Rotates q (n_tokens, n_heads * head_dim) in place, and writes rope(k) (k: n_tokens,
+    // n_kv_heads * head_dim; its buffer is left unrotated) and v (same shape) into the layer's
+    // blocks at batch->slot. Position p of sequence s lives at slot
+    // block_table[s][p / HL_KV_BLOCK] * HL_KV_BLOCK + p % HL_KV_BLOCK (attention reads it there).
+    void (*rope_kv)(hl_backend *be, hl_tensor *q, const hl_tensor *k, const hl_tensor *v,
+                    const hl_kv_layer *kv, const hl_kv_geom *geom, const hl_batch *batch,
+                    const hl_rope *rope);
+    // out (n_tokens, n_heads * head_dim) = causal softmax(q · Kᵀ · scale) · V per sequence, over the
+    // ctx_len cached tokens of each sequence (the new tokens' K/V are already written). GQA: query
+    // head h uses KV head h / (n_heads / n_kv_heads).
+    void (*attention)(hl_backend *be, hl_tensor *out, const hl_tensor *q, const hl_kv_layer *kv,
+                      const hl_kv_geom *geom, const hl_batch *batch, int n_heads, float scale);
+    // out = silu(gate) * up, elementwise.
+    void (*swiglu)(hl_backend *be, hl_tensor *out, const hl_tensor *gate, const hl_tensor *up);
+    // out = a + b, elementwise (out may alias a).
+    void (*add)(hl_backend *be, hl_tensor *out, const hl_tensor *a, const hl_tensor *b);
+    // out (n, ne0) = rows[0..n) of x: picks the tokens whose logits are needed.
+    void (*get_rows)(hl_backend *be, hl_tensor *out, const hl_tensor *x, const int32_t *rows, int n);
+
+    int (*sync)(hl_backend *be, hl_error *err); // waits for queued work
+} hl_backend_ops;
+
+struct hl_backend {
+    const hl_backend_ops *ops;
+    void *ctx; // owned: thread pool (cpu) or stream + handles (cuda)
+};
+
+// Frees a backend created by any constructor; accepts NULL.
+void hl_backend_free(hl_backend *be);
+
+// n_threads <= 0 means one per core. NULL + err on failure.
+hl_backend *hl_backend_cpu_create(int n_threads, hl_error *err);
+
+// NULL + HL_ERR_UNSUPPORTED when the build has no CUDA, HL_ERR_DEVICE when no usable device.
+hl_backend *hl_backend_cuda_create(int device, hl_error *err);
