@@ -2,6 +2,7 @@
 #include "engine/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -206,8 +207,12 @@ static int gguf_float(const hl_gguf *g, const char *arch, const char *suffix, bo
     }
     double v;
     int rc = hl_gguf_get_float(g, key, &v, err);
-    if (rc == HL_OK) *out = (float)v;
-    return rc;
+    if (rc != HL_OK) return rc;
+    if (!(fabs(v) <= FLT_MAX)) {
+        return hl_errorf(err, HL_ERR_FORMAT, "GGUF key %s = %g is not a float", key, v);
+    }
+    *out = (float)v;
+    return HL_OK;
 }
 
 // Copies a string value into buf (NUL-terminated); "" when the key is absent.
@@ -382,8 +387,8 @@ static int js_float(const cJSON *root, const char *key, bool required, float *ou
         if (!required) return HL_OK;
         return hl_errorf(err, HL_ERR_FORMAT, "config.json: '%s' is missing", key);
     }
-    if (!cJSON_IsNumber(v)) {
-        return hl_errorf(err, HL_ERR_FORMAT, "config.json: '%s' is not a number", key);
+    if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX)) {
+        return hl_errorf(err, HL_ERR_FORMAT, "config.json: '%s' is not a float number", key);
     }
     *out = (float)v->valuedouble;
     return HL_OK;

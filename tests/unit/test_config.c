@@ -565,6 +565,8 @@ START_TEST(test_hf_errors) {
          "max_position_embeddings"},
         {"{\"model_type\": \"llama\", %s, \"rope_theta\": \"big\"}", HL_ERR_FORMAT,
          "rope_theta"},
+        {"{\"model_type\": \"llama\", %s, \"rope_theta\": 1e300}", HL_ERR_FORMAT,
+         "rope_theta"},
         {"{\"model_type\": \"llama\", %s, \"num_key_value_heads\": 3}", HL_ERR_INVAL,
          "n_kv_heads"},
         {"{\"model_type\": \"llama\", \"vocab_size\": 100, \"hidden_size\": 64, "
