@@ -36,7 +36,8 @@ static void compress(uint32_t state[8], const uint8_t *block) {
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
     for (int t = 0; t < 64; t++) {
-        uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[t] + w[t];
+        uint32_t t1 =
+            h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[t] + w[t];
         uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         h = g;
         g = f;
@@ -128,7 +129,8 @@ static int hex_value(char c) {
 int hl_sha256_parse_hex(const char *hex, uint8_t digest[HL_SHA256_BYTES], hl_error *err) {
     if (!hex) return hl_errorf(err, HL_ERR_INVAL, "sha256: no digest given");
     size_t n = strlen(hex);
-    if (n != 64) return hl_errorf(err, HL_ERR_INVAL, "sha256: want 64 hex digits, got %zu characters", n);
+    if (n != 64)
+        return hl_errorf(err, HL_ERR_INVAL, "sha256: want 64 hex digits, got %zu characters", n);
     for (int i = 0; i < HL_SHA256_BYTES; i++) {
         int hi = hex_value(hex[2 * i]);
         int lo = hex_value(hex[2 * i + 1]);

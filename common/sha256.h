@@ -17,7 +17,7 @@
 
 #include "common/hl.h"
 
-#define HL_SHA256_BYTES 32
+#define HL_SHA256_BYTES     32
 #define HL_SHA256_HEX_BYTES 65 // 64 lowercase hex digits + NUL
 
 typedef struct hl_sha256 {

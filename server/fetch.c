@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOW_SPEED_BYTES 1024   // below this many bytes/s for stall_timeout_s, an attempt is stalled
-#define MAX_RESTARTS 2         // from-zero restarts per call (server ignored or refused a range)
+#define LOW_SPEED_BYTES    1024 // below this many bytes/s for stall_timeout_s, an attempt is stalled
+#define MAX_RESTARTS       2    // from-zero restarts per call (server ignored or refused a range)
 #define MAX_RETRY_DELAY_MS 30000
 
 enum outcome { DONE, RESTART, RETRY, FAIL };
@@ -32,21 +32,21 @@ typedef struct fetch_state {
     char *part;                // owned: PATH.part
     CURL *curl;                // owned
     bool sent_token;
-    bool is_hf;                // a Hub URL: its X-Linked-Etag is the file's sha256
+    bool is_hf; // a Hub URL: its X-Linked-Etag is the file's sha256
     bool hub_sha_known;
     uint8_t hub_sha[HL_SHA256_BYTES];
     // the .part file: its bytes are exactly what sha has hashed
     int fd;
-    uint64_t offset;           // bytes in the .part
-    uint64_t resumed_bytes;    // bytes found in the .part at the start and still kept
+    uint64_t offset;        // bytes in the .part
+    uint64_t resumed_bytes; // bytes found in the .part at the start and still kept
     hl_sha256 sha;
     // the current attempt
-    long status;               // of the latest response head
-    char reason[64];           // its reason phrase ("" over HTTP/2)
+    long status;                // of the latest response head
+    char reason[64];            // its reason phrase ("" over HTTP/2)
     int64_t cr_start, cr_total; // its Content-Range, -1 when absent or '*'
-    long retry_after_s;        // its Retry-After in seconds, 0 when absent
+    long retry_after_s;         // its Retry-After in seconds, 0 when absent
     bool body_started;
-    uint64_t total;            // expected size of the whole file, 0 when unknown
+    uint64_t total;             // expected size of the whole file, 0 when unknown
     bool cb_failed, cb_restart; // a callback stopped the transfer; cb_err says why
     hl_error cb_err;
     int n_attempts;
@@ -98,7 +98,8 @@ static bool host_is_hf(const char *host) {
     for (int i = 0; i < 2; i++) {
         size_t nd = strlen(domains[i]);
         if (strcasecmp(host, domains[i]) == 0) return true;
-        if (n > nd && host[n - nd - 1] == '.' && strcasecmp(host + n - nd, domains[i]) == 0) return true;
+        if (n > nd && host[n - nd - 1] == '.' && strcasecmp(host + n - nd, domains[i]) == 0)
+            return true;
     }
     return false;
 }
@@ -166,7 +167,8 @@ static char *hf_file_url(const char *url) {
         size_t head = (size_t)(seg - path);
         char *fixed = hl_xmalloc(strlen(path) + 8);
         snprintf(fixed, strlen(path) + 8, "%.*sresolve%s", (int)head, path, seg + n);
-        if (curl_url_set(u, CURLUPART_PATH, fixed, 0) == CURLUE_OK) out = url_part(u, CURLUPART_URL);
+        if (curl_url_set(u, CURLUPART_PATH, fixed, 0) == CURLUE_OK)
+            out = url_part(u, CURLUPART_URL);
         free(fixed);
     }
     if (out) hl_log(HL_LOG_INFO, "using the file URL %s", out);
@@ -210,7 +212,8 @@ static bool usable_name(const char *name) {
 }
 
 int hl_fetch_default_name(const char *url, char *name, size_t name_size, hl_error *err) {
-    if (!url || !name || name_size == 0) return hl_errorf(err, HL_ERR_INVAL, "default name: no URL");
+    if (!url || !name || name_size == 0)
+        return hl_errorf(err, HL_ERR_INVAL, "default name: no URL");
     CURLU *u = parse_url(url, err);
     if (!u) return HL_ERR_INVAL;
     char *path = url_part(u, CURLUPART_PATH);
@@ -262,7 +265,8 @@ static int open_part(fetch_state *st, hl_error *err) {
 
 // Empties the .part: its bytes are not a prefix of what the server sends now.
 static int drop_part(fetch_state *st, hl_error *err) {
-    if (ftruncate(st->fd, 0) != 0) return hl_errorf(err, HL_ERR_IO, "truncate %s: %s", st->part, strerror(errno));
+    if (ftruncate(st->fd, 0) != 0)
+        return hl_errorf(err, HL_ERR_IO, "truncate %s: %s", st->part, strerror(errno));
     hl_sha256_init(&st->sha);
     st->offset = 0;
     st->resumed_bytes = 0;
@@ -283,7 +287,8 @@ static int write_part(fetch_state *st, const char *data, size_t n, hl_error *err
 
 // fsync + rename + fsync of the directory, so a crash leaves either no PATH or the whole file.
 static int publish(fetch_state *st, const char *path, hl_error *err) {
-    if (fsync(st->fd) != 0) return hl_errorf(err, HL_ERR_IO, "fsync %s: %s", st->part, strerror(errno));
+    if (fsync(st->fd) != 0)
+        return hl_errorf(err, HL_ERR_IO, "fsync %s: %s", st->part, strerror(errno));
     if (rename(st->part, path) != 0)
         return hl_errorf(err, HL_ERR_IO, "rename %s to %s: %s", st->part, path, strerror(errno));
     char *dir = hl_xstrdup(path);
@@ -383,8 +388,9 @@ static bool begin_body(fetch_state *st) {
             cb_fail(st, true, HL_ERR_IO, msg);
             return false;
         }
-        st->total = st->cr_total >= 0 ? (uint64_t)st->cr_total
-                    : n_content >= 0  ? st->offset + (uint64_t)n_content : 0;
+        st->total = 0;
+        if (n_content >= 0) st->total = st->offset + (uint64_t)n_content;
+        if (st->cr_total >= 0) st->total = (uint64_t)st->cr_total;
         return report_progress(st);
     }
     if (status != 200) return false; // an error page: not ours to keep; reported after the transfer
@@ -431,6 +437,13 @@ static void allow_http_only(CURL *c) {
 
 static bool has_crlf(const char *s) { return strpbrk(s, "\r\n") != NULL; }
 
+// curl_slist_append that aborts on OOM like hl_xmalloc (it would return NULL and drop the list).
+static struct curl_slist *slist_add(struct curl_slist *list, const char *s) {
+    struct curl_slist *out = curl_slist_append(list, s);
+    if (!out) hl_panic(__FILE__, __LINE__, "out of memory in curl_slist_append");
+    return out;
+}
+
 // Builds the request header list: the user's headers, then the token unless the user
 // already sent an Authorization header. NULL list is fine (no extra headers).
 static int build_headers(fetch_state *st, struct curl_slist **list, hl_error *err) {
@@ -440,16 +453,18 @@ static int build_headers(fetch_state *st, struct curl_slist **list, hl_error *er
         const char *h = o->headers[i];
         const char *colon = h ? strchr(h, ':') : NULL;
         if (!colon || colon == h || has_crlf(h) || strcspn(h, " \t") < (size_t)(colon - h))
-            return hl_errorf(err, HL_ERR_INVAL, "bad header '%.100s': want 'Name: value'", h ? h : "");
+            return hl_errorf(err, HL_ERR_INVAL, "bad header '%.100s': want 'Name: value'",
+                             h ? h : "");
         has_auth |= (size_t)(colon - h) == 13 && strncasecmp(h, "authorization", 13) == 0;
-        *list = curl_slist_append(*list, h);
+        *list = slist_add(*list, h);
     }
     if (!o->token || has_auth) return HL_OK;
-    if (!*o->token || has_crlf(o->token)) return hl_errorf(err, HL_ERR_INVAL, "bad token: empty or has a line break");
+    if (!*o->token || has_crlf(o->token))
+        return hl_errorf(err, HL_ERR_INVAL, "bad token: empty or has a line break");
     size_t n = strlen(o->token) + 32;
     char *auth = hl_xmalloc(n);
     snprintf(auth, n, "Authorization: Bearer %s", o->token);
-    *list = curl_slist_append(*list, auth);
+    *list = slist_add(*list, auth);
     free(auth);
     st->sent_token = true;
     return HL_OK;
@@ -460,8 +475,9 @@ static int build_resolve(const hl_fetch_opts *o, struct curl_slist **list, hl_er
         const char *r = o->resolve[i];
         const char *c1 = r ? strchr(r, ':') : NULL;
         if (!c1 || c1 == r || !strchr(c1 + 1, ':') || has_crlf(r))
-            return hl_errorf(err, HL_ERR_INVAL, "bad resolve entry '%.100s': want HOST:PORT:ADDR", r ? r : "");
-        *list = curl_slist_append(*list, r);
+            return hl_errorf(err, HL_ERR_INVAL, "bad resolve entry '%.100s': want HOST:PORT:ADDR",
+                             r ? r : "");
+        *list = slist_add(*list, r);
     }
     return HL_OK;
 }
@@ -493,10 +509,12 @@ static void setup_curl(fetch_state *st, const char *url, struct curl_slist *head
 static enum outcome http_failure(fetch_state *st, hl_error *err) {
     long s = st->status;
     const char *hint = "";
-    if (s == 401 || s == 403) hint = st->sent_token ? " (the token was refused)" : " (set --token or HF_TOKEN)";
+    if (s == 401 || s == 403)
+        hint = st->sent_token ? " (the token was refused)" : " (set --token or HF_TOKEN)";
     if (s >= 300 && s < 400) hint = " (a redirect that could not be followed)";
     int code = s >= 400 && s < 500 ? HL_ERR_INVAL : HL_ERR_IO;
-    hl_errorf(err, code, "HTTP %ld%s%s%s: %.150s", s, st->reason[0] ? " " : "", st->reason, hint, st->url);
+    hl_errorf(err, code, "HTTP %ld%s%s%s: %.150s", s, st->reason[0] ? " " : "", st->reason, hint,
+              st->url);
     return s == 408 || s == 429 || s >= 500 ? RETRY : FAIL;
 }
 
@@ -504,14 +522,20 @@ static enum outcome net_failure(fetch_state *st, CURLcode rc, hl_error *err) {
     const char *detail = st->errbuf[0] ? st->errbuf : curl_easy_strerror(rc);
     if (rc == CURLE_OPERATION_TIMEDOUT && st->body_started)
         hl_errorf(err, HL_ERR_IO, "stalled after %llu bytes (under %d bytes/s for %ld s): %s",
-                  (unsigned long long)st->offset, LOW_SPEED_BYTES, st->opts->stall_timeout_s, detail);
+                  (unsigned long long)st->offset, LOW_SPEED_BYTES, st->opts->stall_timeout_s,
+                  detail);
     else
         hl_errorf(err, HL_ERR_IO, "download of %.100s failed after %llu bytes: %s", st->url,
                   (unsigned long long)st->offset, detail);
     switch (rc) {
-    case CURLE_PARTIAL_FILE: case CURLE_RECV_ERROR: case CURLE_SEND_ERROR:
-    case CURLE_OPERATION_TIMEDOUT: case CURLE_GOT_NOTHING: case CURLE_COULDNT_CONNECT:
-    case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_GOT_NOTHING:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
         return RETRY;
     default:
         return FAIL;
@@ -558,8 +582,8 @@ static enum outcome run_attempt(fetch_state *st, hl_error *err) {
         return st->cb_restart ? RESTART : FAIL;
     }
     if (rc == CURLE_TOO_MANY_REDIRECTS) {
-        hl_errorf(err, HL_ERR_INVAL, "too many redirects (more than %ld): %.150s", st->opts->max_redirects,
-                  st->url);
+        hl_errorf(err, HL_ERR_INVAL, "too many redirects (more than %ld): %.150s",
+                  st->opts->max_redirects, st->url);
         return FAIL;
     }
     if (st->status == 416 && asked > 0) return range_refused(st, err);
@@ -570,8 +594,8 @@ static enum outcome run_attempt(fetch_state *st, hl_error *err) {
     if (rc != CURLE_OK) return net_failure(st, rc, err);
     if (!st->body_started) return empty_body(st, err);
     if (st->total > 0 && st->offset != st->total) {
-        hl_errorf(err, HL_ERR_IO, "body ended at %llu of %llu bytes", (unsigned long long)st->offset,
-                  (unsigned long long)st->total);
+        hl_errorf(err, HL_ERR_IO, "body ended at %llu of %llu bytes",
+                  (unsigned long long)st->offset, (unsigned long long)st->total);
         return RETRY;
     }
     return DONE;
@@ -600,9 +624,11 @@ static int download(fetch_state *st, hl_error *err) {
         if (oc != RETRY || n_retries >= o->max_retries) return err->code;
         n_retries++;
         long wait_ms = delay_ms;
-        if (st->retry_after_s > 0 && st->retry_after_s * 1000 > wait_ms) wait_ms = st->retry_after_s * 1000;
+        if (st->retry_after_s > 0 && st->retry_after_s * 1000 > wait_ms)
+            wait_ms = st->retry_after_s * 1000;
         if (wait_ms > MAX_RETRY_DELAY_MS) wait_ms = MAX_RETRY_DELAY_MS;
-        hl_log(HL_LOG_WARN, "%s; retry %d of %d in %ld ms", err->msg, n_retries, o->max_retries, wait_ms);
+        hl_log(HL_LOG_WARN, "%s; retry %d of %d in %ld ms", err->msg, n_retries, o->max_retries,
+               wait_ms);
         sleep_ms(wait_ms);
         delay_ms = delay_ms * 2 > MAX_RETRY_DELAY_MS ? MAX_RETRY_DELAY_MS : delay_ms * 2;
     }
@@ -625,17 +651,19 @@ static int finish(fetch_state *st, const char *path, const uint8_t *want, hl_fet
         char want_hex[HL_SHA256_HEX_BYTES];
         hl_sha256_hex(want, want_hex);
         unlink(st->part);
-        return hl_errorf(err, HL_ERR_FORMAT, "sha256 mismatch: expected %s%s, got %s; deleted %s", want_hex,
-                         source, res->sha256_hex, st->part);
+        return hl_errorf(err, HL_ERR_FORMAT, "sha256 mismatch: expected %s%s, got %s; deleted %s",
+                         want_hex, source, res->sha256_hex, st->part);
     }
     return publish(st, path, err);
 }
 
 static int check_args(const char *url, const char *path, const hl_fetch_opts *o, uint8_t *want,
                       hl_error *err) {
-    if (!url || !path || !*path) return hl_errorf(err, HL_ERR_INVAL, "fetch: no URL or no output path");
+    if (!url || !path || !*path)
+        return hl_errorf(err, HL_ERR_INVAL, "fetch: no URL or no output path");
     if (o->sha256_hex && hl_sha256_parse_hex(o->sha256_hex, want, err) != HL_OK) return err->code;
-    if (o->max_redirects < 0 || o->max_retries < 0 || o->connect_timeout_s < 0 || o->stall_timeout_s < 0)
+    if (o->max_redirects < 0 || o->max_retries < 0 || o->connect_timeout_s < 0 ||
+        o->stall_timeout_s < 0)
         return hl_errorf(err, HL_ERR_INVAL, "fetch: negative limit in options");
     CURLU *u = parse_url(url, err);
     if (!u) return err->code;
@@ -643,7 +671,9 @@ static int check_args(const char *url, const char *path, const hl_fetch_opts *o,
     bool ok = scheme && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
     free(scheme);
     curl_url_cleanup(u);
-    if (!ok) return hl_errorf(err, HL_ERR_INVAL, "'%.150s': only http:// and https:// URLs can be pulled", url);
+    if (!ok)
+        return hl_errorf(err, HL_ERR_INVAL,
+                         "'%.150s': only http:// and https:// URLs can be pulled", url);
     pthread_once(&curl_once, curl_init);
     if (curl_init_rc != CURLE_OK)
         return hl_errorf(err, HL_ERR_IO, "libcurl init: %s", curl_easy_strerror(curl_init_rc));
@@ -678,7 +708,8 @@ int hl_fetch_to_file(const char *url, const char *path, const hl_fetch_opts *opt
         rc = download(&st, &e);
     }
     if (rc == HL_OK) rc = finish(&st, path, opts->sha256_hex ? want : NULL, res, &e);
-    if (rc != HL_OK && st.fd >= 0 && st.offset == 0 && e.code != HL_ERR_BUSY) unlink(st.part); // nothing worth keeping
+    if (rc != HL_OK && st.fd >= 0 && st.offset == 0 && e.code != HL_ERR_BUSY)
+        unlink(st.part); // nothing worth keeping
 
     res->n_bytes = st.offset;
     res->resumed_bytes = st.resumed_bytes;

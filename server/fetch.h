@@ -27,29 +27,29 @@
 typedef int (*hl_fetch_progress_fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
 
 typedef struct hl_fetch_opts {
-    const char *sha256_hex;        // expected digest, 64 hex digits; NULL: compute only
-    const char *token;             // bearer token for the URL's host; NULL: none
-    const char *const *headers;    // borrowed: n_headers extra "Name: value" headers
+    const char *sha256_hex;     // expected digest, 64 hex digits; NULL: compute only
+    const char *token;          // bearer token for the URL's host; NULL: none
+    const char *const *headers; // borrowed: n_headers extra "Name: value" headers
     int n_headers;
-    const char *const *resolve;    // borrowed: n_resolve "HOST:PORT:ADDR" pins (curl --resolve)
+    const char *const *resolve; // borrowed: n_resolve "HOST:PORT:ADDR" pins (curl --resolve)
     int n_resolve;
-    long connect_timeout_s;        // give up connecting after this long (30)
-    long stall_timeout_s;          // abort an attempt under 1 KiB/s for this long (60; 0: never)
-    long max_redirects;            // redirects followed per attempt (10)
-    int max_retries;               // extra attempts after a dropped connection, timeout, 5xx, 429 (3)
-    long retry_delay_ms;           // wait before the first retry, doubled for each next one (1000)
+    long connect_timeout_s; // give up connecting after this long (30)
+    long stall_timeout_s;   // abort an attempt under 1 KiB/s for this long (60; 0: never)
+    long max_redirects;     // redirects followed per attempt (10)
+    int max_retries;        // extra attempts after a dropped connection, timeout, 5xx, 429 (3)
+    long retry_delay_ms;    // wait before the first retry, doubled for each next one (1000)
     hl_fetch_progress_fn progress; // NULL: no progress reports
     void *progress_user;           // borrowed, passed to progress
 } hl_fetch_opts;
 
 typedef struct hl_fetch_result {
-    uint64_t n_bytes;                        // size of the file (on failure: bytes in PATH.part)
-    char sha256_hex[HL_SHA256_HEX_BYTES];    // its digest ("" when the download failed early)
-    uint64_t resumed_bytes;                  // bytes of an earlier PATH.part that were kept
-    long http_status;                        // status of the last response, 0 if none came
-    int n_attempts;                          // requests made, retries and restarts included
-    bool verified;                           // the digest was checked: opts->sha256_hex, or for
-                                             // a Hub URL without one, the Hub's X-Linked-Etag
+    uint64_t n_bytes;                     // size of the file (on failure: bytes in PATH.part)
+    char sha256_hex[HL_SHA256_HEX_BYTES]; // its digest ("" when the download failed early)
+    uint64_t resumed_bytes;               // bytes of an earlier PATH.part that were kept
+    long http_status;                     // status of the last response, 0 if none came
+    int n_attempts;                       // requests made, retries and restarts included
+    bool verified;                        // the digest was checked: opts->sha256_hex, or for
+                                          // a Hub URL without one, the Hub's X-Linked-Etag
 } hl_fetch_result;
 
 // Defaults as listed next to each field; everything optional is NULL/0.

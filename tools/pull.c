@@ -15,19 +15,19 @@
 
 typedef struct pull_args {
     const char *url;
-    const char *out;        // -o, or NULL for models/NAME
+    const char *out; // -o, or NULL for models/NAME
     const char *sha256_hex;
-    const char *token;      // --token; HF_TOKEN is looked up later, for Hub URLs only
-    const char **headers;   // owned array of borrowed argv strings
+    const char *token;    // --token; HF_TOKEN is looked up later, for Hub URLs only
+    const char **headers; // owned array of borrowed argv strings
     int n_headers;
-    const char **resolve;   // owned array of borrowed argv strings
+    const char **resolve; // owned array of borrowed argv strings
     int n_resolve;
     bool force;
     hl_fetch_opts opts;
 } pull_args;
 
 typedef struct progress_state {
-    const char *label;  // borrowed: the output path
+    const char *label; // borrowed: the output path
     double last_ms;
 } progress_state;
 
@@ -37,7 +37,8 @@ static void usage(FILE *f) {
             "                        [--retries N] [--connect-timeout S] [--stall-timeout S]\n"
             "                        [--max-redirects N] [--resolve HOST:PORT:ADDR]... [--force]\n"
             "\n"
-            "Downloads URL (http or https) to FILE, default " MODELS_DIR "/<last path segment of URL>.\n"
+            "Downloads URL (http or https) to FILE, default " MODELS_DIR
+            "/<last path segment of URL>.\n"
             "Bytes go to FILE.part first; an interrupted pull resumes from it when run again.\n"
             "The file is renamed into place only once complete (and matching --sha256).\n"
             "Hugging Face: https://huggingface.co/ORG/REPO/resolve/REV/FILE (a /blob/ link is\n"
@@ -65,28 +66,31 @@ static bool parse_long(const char *opt, const char *v, long long lo, long long h
 
 // Options that take a value; false (message printed) on a bad one.
 static bool parse_valued(pull_args *a, const char *opt, const char *v) {
-    long n = 0;
     if (!v) {
         fprintf(stderr, "halyard pull: %s needs a value\n", opt);
         return false;
     }
+    hl_fetch_opts *o = &a->opts;
+    long retries = 0;
+    if (strcmp(opt, "--connect-timeout") == 0) return parse_long(opt, v, 1, 3600, &o->connect_timeout_s);
+    if (strcmp(opt, "--stall-timeout") == 0) return parse_long(opt, v, 1, 3600, &o->stall_timeout_s);
+    if (strcmp(opt, "--max-redirects") == 0) return parse_long(opt, v, 0, 100, &o->max_redirects);
+    if (strcmp(opt, "--retries") == 0) {
+        if (!parse_long(opt, v, 0, 100, &retries)) return false;
+        o->max_retries = (int)retries;
+    }
+    if (strcmp(opt, "--header") == 0) a->headers[a->n_headers++] = v;
+    if (strcmp(opt, "--resolve") == 0) a->resolve[a->n_resolve++] = v;
     if (strcmp(opt, "-o") == 0) a->out = v;
-    else if (strcmp(opt, "--sha256") == 0) a->sha256_hex = v;
-    else if (strcmp(opt, "--token") == 0) a->token = v;
-    else if (strcmp(opt, "--header") == 0) a->headers[a->n_headers++] = v;
-    else if (strcmp(opt, "--resolve") == 0) a->resolve[a->n_resolve++] = v;
-    else if (strcmp(opt, "--retries") == 0) {
-        if (!parse_long(opt, v, 0, 100, &n)) return false;
-        a->opts.max_retries = (int)n;
-    } else if (strcmp(opt, "--connect-timeout") == 0) return parse_long(opt, v, 1, 3600, &a->opts.connect_timeout_s);
-    else if (strcmp(opt, "--stall-timeout") == 0) return parse_long(opt, v, 1, 3600, &a->opts.stall_timeout_s);
-    else if (strcmp(opt, "--max-redirects") == 0) return parse_long(opt, v, 0, 100, &a->opts.max_redirects);
+    if (strcmp(opt, "--sha256") == 0) a->sha256_hex = v;
+    if (strcmp(opt, "--token") == 0) a->token = v;
     return true;
 }
 
 static bool takes_value(const char *opt) {
-    static const char *valued[] = {"-o", "--sha256", "--token", "--header", "--resolve", "--retries",
-                                   "--connect-timeout", "--stall-timeout", "--max-redirects"};
+    static const char *valued[] = {
+        "-o",        "--sha256",          "--token",         "--header",       "--resolve",
+        "--retries", "--connect-timeout", "--stall-timeout", "--max-redirects"};
     for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
         if (strcmp(opt, valued[i]) == 0) return true;
     return false;
@@ -161,8 +165,8 @@ static int check_existing(const pull_args *a, const char *out) {
         printf("%s is up to date (%lld bytes, sha256 %s)\n", out, (long long)sb.st_size, got_hex);
         return 0;
     }
-    fprintf(stderr, "halyard pull: %s exists with sha256 %s, not the one asked for (use --force)\n", out,
-            got_hex);
+    fprintf(stderr, "halyard pull: %s exists with sha256 %s, not the one asked for (use --force)\n",
+            out, got_hex);
     return 1;
 }
 
@@ -193,14 +197,16 @@ static int pull(pull_args *a, const char *out) {
     if (hl_fetch_to_file(a->url, out, &a->opts, &res, &err) != HL_OK) {
         fprintf(stderr, "halyard pull: %s\n", err.msg);
         if (res.n_bytes > 0 && err.code != HL_ERR_FORMAT && err.code != HL_ERR_BUSY)
-            fprintf(stderr, "halyard pull: %llu bytes kept in %s.part; run the same command again to resume\n",
-                    (unsigned long long)res.n_bytes, out);
+            fprintf(
+                stderr,
+                "halyard pull: %llu bytes kept in %s.part; run the same command again to resume\n",
+                (unsigned long long)res.n_bytes, out);
         return 1;
     }
     if (res.resumed_bytes > 0)
         printf("resumed %s at %llu bytes\n", out, (unsigned long long)res.resumed_bytes);
-    printf("saved %s (%llu bytes, sha256 %s%s)\n", out, (unsigned long long)res.n_bytes, res.sha256_hex,
-           res.verified ? ", verified" : "");
+    printf("saved %s (%llu bytes, sha256 %s%s)\n", out, (unsigned long long)res.n_bytes,
+           res.sha256_hex, res.verified ? ", verified" : "");
     return 0;
 }
 

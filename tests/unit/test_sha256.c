@@ -20,10 +20,13 @@ START_TEST(test_fips_vectors) {
     check_hex("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     check_hex("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-    check_hex(m448, strlen(m448), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqr"
-                       "lmnopqrsmnopqrstnopqrstu";
-    check_hex(m896, strlen(m896), "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+    check_hex(m448, strlen(m448),
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    const char *m896 =
+        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqr"
+        "lmnopqrsmnopqrstnopqrstu";
+    check_hex(m896, strlen(m896),
+              "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
 }
 END_TEST
 
@@ -66,7 +69,8 @@ START_TEST(test_padding_boundaries) {
     };
     char a[128];
     memset(a, 'a', sizeof a);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_hex(a, cases[i].n, cases[i].hex);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_hex(a, cases[i].n, cases[i].hex);
 }
 END_TEST
 
