@@ -21,7 +21,6 @@ struct hl_bpe {
     int32_t *merge_pairs;   // owned, (n_merges, 2): left and right id of each rank
     int32_t n_merges;
     bool ignore_merges;
-    int32_t unk_id;
 };
 
 struct hl_bpe_scratch {
@@ -123,7 +122,7 @@ static void build_bytes_map(hl_bpe *b) {
 }
 
 hl_bpe *hl_bpe_create(const hl_vocab *vocab, const char *const *merges, const size_t *merge_lens,
-                      int32_t n_merges, bool ignore_merges, int32_t unk_id, hl_error *err) {
+                      int32_t n_merges, bool ignore_merges, hl_error *err) {
     if (n_merges < 0) {
         hl_errorf(err, HL_ERR_INVAL, "bpe: negative merge count");
         return NULL;
@@ -131,7 +130,6 @@ hl_bpe *hl_bpe_create(const hl_vocab *vocab, const char *const *merges, const si
     hl_bpe *b = hl_xcalloc(1, sizeof *b);
     b->vocab = vocab;
     b->ignore_merges = ignore_merges;
-    b->unk_id = unk_id;
     build_bytes_map(b);
     if (build_merges(b, merges, merge_lens, n_merges, err) != HL_OK) {
         hl_bpe_free(b);
@@ -255,12 +253,7 @@ int hl_bpe_encode_piece(const hl_bpe *b, hl_bpe_scratch *s, const char *piece, s
     for (int32_t i = 0; i + 1 < n; i++) queue_pair(b, s, i);
     merge_all(b, s);
     for (int32_t i = 0; i >= 0; i = s->next[i]) {
-        int32_t id = s->sym[i];
-        if (id < 0) id = b->unk_id;
-        if (id < 0)
-            return hl_errorf(err, HL_ERR_UNSUPPORTED, "bpe: byte 0x%02x has no token and no unk",
-                             (uint8_t)piece[i]);
-        hl_tokens_push(out, id);
+        if (s->sym[i] >= 0) hl_tokens_push(out, s->sym[i]); // a byte without token is dropped
     }
     return HL_OK;
 }

@@ -8,6 +8,7 @@
 #include "tokenizer/spm.h"
 #include "tokenizer/tokload.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/wordpiece.h"
 
 struct hl_tokenizer {
     enum hl_tokenizer_model model;
@@ -15,6 +16,7 @@ struct hl_tokenizer {
     hl_pretok *pretok;        // owned (BPE)
     hl_bpe *bpe;              // owned (BPE)
     hl_spm *spm;              // owned (SPM)
+    hl_wordpiece *wp;         // owned (WORDPIECE)
     hl_tokenizer_ids ids;
     bool add_bos, add_eos, add_space_prefix;
     uint8_t *eog;             // owned, (n_tokens): 1 for end-of-generation tokens
@@ -116,7 +118,7 @@ static int setup_bpe(hl_tokenizer *tok, const hl_tokenizer_spec *s, hl_error *er
     if (s->ignore_merges < 0)
         ignore = strcmp(tok->pre_name, "llama-bpe") == 0 || strcmp(tok->pre_name, "llama3") == 0;
     size_t *lens = string_lens(s->merges, s->merge_lens, s->n_merges);
-    tok->bpe = hl_bpe_create(&tok->vocab, s->merges, lens, s->n_merges, ignore, s->unk_id, err);
+    tok->bpe = hl_bpe_create(&tok->vocab, s->merges, lens, s->n_merges, ignore, err);
     free(lens);
     return tok->bpe ? HL_OK : (err ? err->code : HL_ERR_FORMAT);
 }
@@ -127,8 +129,10 @@ static int setup_model(hl_tokenizer *tok, const hl_tokenizer_spec *s, hl_error *
         tok->spm = hl_spm_create(&tok->vocab, s->unk_id, err);
         return tok->spm ? HL_OK : (err ? err->code : HL_ERR_INVAL);
     }
-    // TODO(tokenizer): dispatch to tokenizer/wordpiece once that module lands.
-    return hl_errorf(err, HL_ERR_UNSUPPORTED, "tokenizer: WordPiece (bert) is not supported yet");
+    size_t *lens = string_lens(s->tokens, s->token_lens, s->n_tokens);
+    tok->wp = hl_wordpiece_create(s->tokens, lens, s->n_tokens, s->lowercase, s->lowercase, err);
+    free(lens);
+    return tok->wp ? HL_OK : (err ? err->code : HL_ERR_FORMAT);
 }
 
 hl_tokenizer *hl_tokenizer_create(const hl_tokenizer_spec *s, hl_error *err) {
@@ -143,7 +147,7 @@ hl_tokenizer *hl_tokenizer_create(const hl_tokenizer_spec *s, hl_error *err) {
     tok->chat_template = s->chat_template ? hl_xstrdup(s->chat_template) : NULL;
     enum hl_vocab_kind kind = s->model == HL_TOKENIZER_BPE   ? HL_VOCAB_BYTE_LEVEL
                               : s->model == HL_TOKENIZER_SPM ? HL_VOCAB_SENTENCEPIECE
-                                                             : HL_VOCAB_PLAIN;
+                                                             : HL_VOCAB_WORDPIECE;
     size_t *lens = string_lens(s->tokens, s->token_lens, s->n_tokens);
     int rc = hl_vocab_init(&tok->vocab, s->n_tokens, s->tokens, lens, s->token_types, s->scores,
                            kind, err);
@@ -182,6 +186,7 @@ void hl_tokenizer_free(hl_tokenizer *tok) {
     hl_pretok_free(tok->pretok);
     hl_bpe_free(tok->bpe);
     hl_spm_free(tok->spm);
+    hl_wordpiece_free(tok->wp);
     hl_vocab_deinit(&tok->vocab);
     free(tok->eog);
     free(tok->special);
@@ -226,6 +231,15 @@ static int bpe_piece(void *ctx, const char *piece, size_t len, hl_error *err) {
     return hl_bpe_encode_piece(c->tok->bpe, c->scratch, piece, len, c->out, err);
 }
 
+static int wordpiece_fragment(encode_ctx *c, const char *text, size_t len, hl_error *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = hl_wordpiece_encode(c->tok->wp, text, len, false, &ids, &n, err);
+    for (size_t i = 0; rc == HL_OK && i < n; i++) hl_tokens_push(c->out, ids[i]);
+    free(ids);
+    return rc;
+}
+
 // Encodes text that holds no special token. after_special: SentencePiece's space prefix is
 // added at the start and after every special token (llama.cpp).
 static int encode_fragment(encode_ctx *c, const char *text, size_t len, bool after_special,
@@ -234,6 +248,7 @@ static int encode_fragment(encode_ctx *c, const char *text, size_t len, bool aft
     if (tok->model == HL_TOKENIZER_SPM)
         return hl_spm_encode(tok->spm, text, len, tok->add_space_prefix && after_special, c->out,
                              err);
+    if (tok->model == HL_TOKENIZER_WORDPIECE) return wordpiece_fragment(c, text, len, err);
     if (!c->scratch) c->scratch = hl_bpe_scratch_create();
     return hl_pretok_split(tok->pretok, text, len, bpe_piece, c, err);
 }

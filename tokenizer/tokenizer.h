@@ -91,9 +91,10 @@ hl_tokenizer *hl_tokenizer_create_from_hf_files(const char *vocab_json, const ch
 
 void hl_tokenizer_free(hl_tokenizer *tok); // accepts NULL
 
-// Appends the ids of text[0..len) to out (flags: ADD_SPECIAL, PARSE_SPECIAL). HL_OK, or
-// HL_ERR_INVAL / HL_ERR_UNSUPPORTED (a byte without token or unk); out may then hold a
-// partial result.
+// Appends the ids of text[0..len) to out (flags: ADD_SPECIAL, PARSE_SPECIAL). Byte-level
+// BPE drops a byte its vocabulary has no token for (as Hugging Face does); SentencePiece
+// uses <0xXX> tokens, then unk. HL_OK, or HL_ERR_INVAL / HL_ERR_UNSUPPORTED (SentencePiece:
+// neither a byte token nor unk); out may then hold a partial result.
 int hl_tokenizer_encode(const hl_tokenizer *tok, const char *text, size_t len, unsigned flags,
                         hl_tokens *out, hl_error *err);
 

@@ -17,6 +17,7 @@ void hl_tokload_deinit(hl_tokload *l) {
     free(l->pre);
     free(l->chat_template);
     free(l->merges_buf);
+    free(l->respelled);
     cJSON_Delete(l->json);
     cJSON_Delete(l->json_special);
     *l = (hl_tokload){0};
@@ -173,6 +174,53 @@ static int gguf_ids_flags(hl_tokload *l, const hl_gguf *g, hl_error *err) {
     return rc;
 }
 
+// llama.cpp writes BERT vocabularies with "phantom spaces": "▁word" starts a word and "ing"
+// continues one ("##ing" in vocab.txt); "[CLS]"-style names stay. This turns them back.
+static void bert_respell(hl_tokload *l) {
+    int32_t n = l->spec.n_tokens;
+    bool phantom = false;
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        phantom |= l->token_lens[i] >= 3 && memcmp(l->tokens[i], "\xe2\x96\x81", 3) == 0;
+        total += l->token_lens[i] + 3;
+    }
+    if (!phantom) return;
+    l->respelled = hl_xmalloc(total);
+    char *o = l->respelled;
+    for (int32_t i = 0; i < n; i++) {
+        const char *t = l->tokens[i];
+        size_t len = l->token_lens[i];
+        bool named = len >= 2 && t[0] == '[' && t[len - 1] == ']';
+        bool starts = len >= 3 && memcmp(t, "\xe2\x96\x81", 3) == 0;
+        const char *prefix = named || starts ? "" : "##";
+        size_t skip = starts && !named ? 3 : 0;
+        size_t pl = strlen(prefix);
+        memcpy(o, prefix, pl);
+        memcpy(o + pl, t + skip, len - skip);
+        l->tokens[i] = o;
+        l->token_lens[i] = pl + len - skip;
+        o += l->token_lens[i];
+    }
+}
+
+// BERT: [CLS]/[SEP] are BOS/EOS; a vocabulary without upper-case letters is uncased.
+static int bert_defaults(hl_tokload *l, const hl_gguf *g, hl_error *err) {
+    hl_tokenizer_spec *sp = &l->spec;
+    int rc = HL_OK;
+    if (sp->bos_id < 0) rc = opt_id(g, "tokenizer.ggml.cls_token_id", sp->n_tokens, &sp->bos_id, err);
+    if (rc == HL_OK && sp->eos_id < 0)
+        rc = opt_id(g, "tokenizer.ggml.seperator_token_id", sp->n_tokens, &sp->eos_id, err);
+    sp->lowercase = true;
+    for (int32_t i = 0; i < sp->n_tokens && sp->lowercase; i++) {
+        bool named = l->token_lens[i] >= 2 && l->tokens[i][0] == '[';
+        for (size_t k = 0; k < l->token_lens[i] && !named; k++) {
+            if (l->tokens[i][k] >= 'A' && l->tokens[i][k] <= 'Z') sp->lowercase = false;
+        }
+    }
+    bert_respell(l);
+    return rc;
+}
+
 int hl_tokload_gguf(hl_tokload *l, const hl_gguf *g, hl_error *err) {
     tokload_start(l);
     int rc = gguf_model(l, g, err);
@@ -184,6 +232,7 @@ int hl_tokload_gguf(hl_tokload *l, const hl_gguf *g, hl_error *err) {
     if (rc == HL_OK) rc = gguf_types_scores(l, g, err);
     if (rc == HL_OK) rc = gguf_merges(l, g, err);
     if (rc == HL_OK) rc = gguf_ids_flags(l, g, err);
+    if (rc == HL_OK && l->spec.model == HL_TOKENIZER_WORDPIECE) rc = bert_defaults(l, g, err);
     if (rc) hl_error_wrap(err, "tokenizer");
     return rc;
 }

@@ -25,6 +25,7 @@ typedef struct hl_tokload {
     char *pre;              // owned
     char *chat_template;    // owned
     char *merges_buf;       // owned: merges.txt contents
+    char *respelled;        // owned: BERT tokens turned back from llama.cpp's phantom spaces
     void *json;             // owned cJSON trees (vocab, special tokens)
     void *json_special;
 } hl_tokload;

@@ -67,12 +67,24 @@ static int byte_token_value(const char *s, size_t n) {
     return *end == '\0' ? (int)v : -1;
 }
 
+// WordPiece: "##ing" -> "ing", "walk" -> " walk".
+static size_t decode_wordpiece(const char *s, size_t n, char *out) {
+    if (n >= 2 && s[0] == '#' && s[1] == '#') {
+        memcpy(out, s + 2, n - 2);
+        return n - 2;
+    }
+    out[0] = ' ';
+    memcpy(out + 1, s, n);
+    return n + 1;
+}
+
 static size_t decode_token(enum hl_vocab_kind kind, int type, const char *s, size_t n, char *out) {
     bool raw = type == HL_TOKEN_CONTROL || type == HL_TOKEN_UNKNOWN;
-    if (kind == HL_VOCAB_PLAIN || raw) {
+    if (raw) {
         memcpy(out, s, n);
         return n;
     }
+    if (kind == HL_VOCAB_WORDPIECE) return decode_wordpiece(s, n, out);
     if (kind == HL_VOCAB_BYTE_LEVEL) {
         if (type == HL_TOKEN_USER_DEFINED) {
             memcpy(out, s, n);
@@ -96,7 +108,7 @@ static int check_input(int32_t n, const char *const *texts, const size_t *lens,
         if (!texts[i] && lens[i]) return hl_errorf(err, HL_ERR_INVAL, "token %d has no text", i);
         if (types && (types[i] < 0 || types[i] >= HL_TOKEN_TYPE_COUNT))
             return hl_errorf(err, HL_ERR_FORMAT, "token %d has unknown type %d", i, types[i]);
-        if (!hl_add_ok(sum, 2 * (lens[i] + 1), &sum) || sum > UINT32_MAX)
+        if (!hl_add_ok(sum, 2 * (lens[i] + 2), &sum) || sum > UINT32_MAX)
             return hl_errorf(err, HL_ERR_FORMAT, "vocabulary text is larger than 4 GiB");
     }
     *total = sum;

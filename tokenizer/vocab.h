@@ -4,8 +4,9 @@
 //
 // Decoded bytes are computed once at load: byte-level BPE vocabularies undo GPT-2's byte
 // alphabet ("Ġhello" -> " hello"), SentencePiece vocabularies turn '▁' into a space and
-// "<0x0A>" byte tokens into the byte; control, unknown and (byte-level) user-defined tokens
-// decode to their text unchanged. The table is read-only after hl_vocab_init.
+// "<0x0A>" byte tokens into the byte, WordPiece vocabularies put a space before each token
+// that starts a word and drop "##" from continuations; control, unknown and (byte-level)
+// user-defined tokens decode to their text unchanged. The table is read-only after hl_vocab_init.
 //
 //   hl_vocab v;
 //   if (hl_vocab_init(&v, n, texts, lens, types, scores, HL_VOCAB_BYTE_LEVEL, &err)) ...;
@@ -41,7 +42,7 @@ void hl_tokens_free(hl_tokens *t); // frees ids and zeroes the struct; accepts N
 enum hl_vocab_kind {
     HL_VOCAB_BYTE_LEVEL = 0,    // GPT-2 byte alphabet (tokenizer.ggml.model = gpt2)
     HL_VOCAB_SENTENCEPIECE = 1, // '▁' for spaces, <0xXX> byte tokens (model = llama)
-    HL_VOCAB_PLAIN = 2,         // text is the bytes (WordPiece)
+    HL_VOCAB_WORDPIECE = 2,     // "##x" continues a word, other normal tokens start one (" x")
 };
 
 typedef struct hl_vocab {
