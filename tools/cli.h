@@ -7,11 +7,13 @@
 
 #include "common/hl.h"
 
+int hl_cmd_detokenize(int argc, char **argv);
 int hl_cmd_info(int argc, char **argv);
 int hl_cmd_pull(int argc, char **argv);
 int hl_cmd_quantize(int argc, char **argv);
 int hl_cmd_quant_row(int argc, char **argv);
 int hl_cmd_synth(int argc, char **argv);
+int hl_cmd_tokenize(int argc, char **argv);
 int hl_cmd_version(int argc, char **argv);
 
 // Parses a non-negative integer option value; prints a usage error and returns false
