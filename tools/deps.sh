@@ -5,9 +5,12 @@
 #   deps.sh python   create .venv with the Python packages tests use as references
 set -e
 APT_PKGS="build-essential pkg-config check libsubunit-dev libpcre2-dev libmicrohttpd-dev \
-libcjson-dev libcurl4-openssl-dev python3 python3-venv unzip curl clang"
+libcjson-dev libcurl4-openssl-dev python3 python3-venv unzip curl clang cmake"
 PC_MODULES="check libpcre2-8 libmicrohttpd libcjson libcurl"
 PY_PKGS="numpy gguf"
+# llama.cpp, built from source by llama-cpp-python (about 4 minutes on 2 cores): the peer that
+# synth/quantize output is checked against and that benchmarks compare with.
+LLAMA_CPP_PKG="llama-cpp-python==0.3.36"
 
 have_all() {
     command -v pkg-config >/dev/null 2>&1 || return 1
@@ -33,10 +36,12 @@ install)
     apt-get install -y -qq $APT_PKGS
     ;;
 python)
-    if [ -x .venv/bin/python ] && .venv/bin/python -c "import numpy, gguf" 2>/dev/null; then exit 0; fi
-    python3 -m venv .venv
+    if [ -x .venv/bin/python ] && .venv/bin/python -c "import numpy, gguf, llama_cpp" 2>/dev/null; then exit 0; fi
+    [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q $PY_PKGS
+    echo "deps: building $LLAMA_CPP_PKG (llama.cpp) into .venv"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_CURL=OFF" .venv/bin/pip install -q "$LLAMA_CPP_PKG"
     ;;
 *)
     echo "usage: deps.sh check|install|python" >&2
