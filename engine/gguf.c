@@ -302,7 +302,8 @@ static int tensor_size(hl_gguf_tensor *t, hl_error *err) {
     const hl_dtype_info *info = hl_quant_info(t->type);
     if (!info) return hl_errorf(err, HL_ERR_UNSUPPORTED, "unknown tensor type %d", t->type);
     if (t->ne[0] % info->block_size != 0)
-        return hl_errorf(err, HL_ERR_FORMAT, "row of %lld elements is not a multiple of the %s block size %d",
+        return hl_errorf(err, HL_ERR_FORMAT,
+                         "row of %lld elements is not a multiple of the %s block size %d",
                          (long long)t->ne[0], info->name, info->block_size);
     int64_t n_elems = t->ne[0];
     size_t n_bytes;
@@ -361,10 +362,12 @@ static int read_header(cursor *c, hl_gguf *g, uint64_t *n_tensors, uint64_t *n_k
     if (rc == HL_OK) rc = read_u64(c, "kv count", n_kv, err);
     if (rc != HL_OK) return rc;
     if (*n_kv > remaining(c) / MIN_KV_BYTES)
-        return hl_errorf(err, HL_ERR_FORMAT, "kv count %llu cannot fit in the %zu bytes after the header",
+        return hl_errorf(err, HL_ERR_FORMAT,
+                         "kv count %llu cannot fit in the %zu bytes after the header",
                          (unsigned long long)*n_kv, remaining(c));
     if (*n_tensors > remaining(c) / MIN_TENSOR_BYTES)
-        return hl_errorf(err, HL_ERR_FORMAT, "tensor count %llu cannot fit in the %zu bytes after the header",
+        return hl_errorf(err, HL_ERR_FORMAT,
+                         "tensor count %llu cannot fit in the %zu bytes after the header",
                          (unsigned long long)*n_tensors, remaining(c));
     return HL_OK;
 }
@@ -462,11 +465,13 @@ static int place_tensors(hl_gguf *g, hl_error *err) {
     for (int64_t i = 0; i < g->n_tensors; i++) {
         hl_gguf_tensor *t = &g->tensors[i];
         if (t->offset % g->alignment != 0)
-            return hl_errorf(err, HL_ERR_FORMAT, "tensor %lld '%.60s': offset %llu is not a multiple of the alignment %u",
+            return hl_errorf(err, HL_ERR_FORMAT,
+                             "tensor %lld '%.60s': offset %llu is not a multiple of the alignment %u",
                              (long long)i, t->name, (unsigned long long)t->offset, g->alignment);
         if (t->offset > avail || t->n_bytes > avail - t->offset)
             return hl_errorf(err, HL_ERR_FORMAT,
-                             "tensor %lld '%.60s': %zu bytes at data offset %llu run past the end of the file (data section is %zu bytes)",
+                             "tensor %lld '%.60s': %zu bytes at data offset %llu run past the end "
+                             "of the file (data section is %zu bytes)",
                              (long long)i, t->name, t->n_bytes, (unsigned long long)t->offset, avail);
         t->data = g->base + g->data_offset + t->offset;
     }
@@ -477,7 +482,8 @@ static int place_tensors(hl_gguf *g, hl_error *err) {
     for (int64_t i = 1; i < g->n_tensors && rc == HL_OK; i++) {
         const hl_gguf_tensor *a = by_off[i - 1], *b = by_off[i];
         if (a->offset + a->n_bytes > b->offset)
-            rc = hl_errorf(err, HL_ERR_FORMAT, "tensors '%.60s' (offset %llu, %zu bytes) and '%.60s' (offset %llu) overlap",
+            rc = hl_errorf(err, HL_ERR_FORMAT,
+                           "tensors '%.60s' (offset %llu, %zu bytes) and '%.60s' (offset %llu) overlap",
                            a->name, (unsigned long long)a->offset, a->n_bytes, b->name,
                            (unsigned long long)b->offset);
     }
@@ -496,7 +502,8 @@ static int find_data_section(hl_gguf *g, size_t end_of_infos, hl_error *err) {
         g->data_offset = g->n_bytes;
         return HL_OK;
     }
-    return hl_errorf(err, HL_ERR_FORMAT, "data section at offset %zu starts past the end of the file (%zu bytes)",
+    return hl_errorf(err, HL_ERR_FORMAT,
+                     "data section at offset %zu starts past the end of the file (%zu bytes)",
                      g->data_offset, g->n_bytes);
 }
 
@@ -541,7 +548,9 @@ hl_gguf *hl_gguf_open(const char *path, hl_error *err) {
     int rc = HL_OK;
     if (fstat(fd, &st) != 0) rc = hl_errorf(err, HL_ERR_IO, "stat %s: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode)) rc = hl_errorf(err, HL_ERR_IO, "%s is not a regular file", path);
-    else if (st.st_size < 4) rc = hl_errorf(err, HL_ERR_FORMAT, "%s: not a GGUF file (%lld bytes)", path, (long long)st.st_size);
+    else if (st.st_size < 4)
+        rc = hl_errorf(err, HL_ERR_FORMAT, "%s: not a GGUF file (%lld bytes)", path,
+                       (long long)st.st_size);
     void *map = MAP_FAILED;
     if (rc == HL_OK) {
         map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -666,7 +675,8 @@ static const kv_entry *entry_by_key(const hl_gguf *g, const char *key, hl_error 
 
 static const kv_entry *entry_at(const hl_gguf *g, int64_t i, hl_error *err) {
     if (i >= 0 && i < g->n_kv) return &g->kvs[i];
-    hl_errorf(err, HL_ERR_INVAL, "kv index %lld out of range (%lld kvs)", (long long)i, (long long)g->n_kv);
+    hl_errorf(err, HL_ERR_INVAL, "kv index %lld out of range (%lld kvs)", (long long)i,
+              (long long)g->n_kv);
     return NULL;
 }
 
@@ -738,7 +748,9 @@ int64_t hl_gguf_arr_int(const hl_gguf_arr *arr, uint64_t i) {
     case HL_GGUF_INT32: return (int32_t)hl_rd_u32(p);
     case HL_GGUF_INT64: return (int64_t)hl_rd_u64(p);
     case HL_GGUF_UINT64: return hl_rd_u64(p) > INT64_MAX ? INT64_MAX : (int64_t)hl_rd_u64(p);
-    default: hl_panic(__FILE__, __LINE__, "hl_gguf_arr_int on an array of %s", hl_gguf_type_name(arr->elem_type));
+    default:
+        hl_panic(__FILE__, __LINE__, "hl_gguf_arr_int on an array of %s",
+                 hl_gguf_type_name(arr->elem_type));
     }
 }
 
@@ -935,12 +947,14 @@ static int check_new_tensor(const hl_gguf_writer *w, const char *name, int type,
         if (strcmp(w->tensors[i].name, name) == 0)
             return hl_errorf(err, HL_ERR_INVAL, "duplicate tensor name '%.100s'", name);
     }
-    if (!hl_quant_info(type)) return hl_errorf(err, HL_ERR_INVAL, "tensor '%.60s': unknown type %d", name, type);
+    if (!hl_quant_info(type))
+        return hl_errorf(err, HL_ERR_INVAL, "tensor '%.60s': unknown type %d", name, type);
     if (n_dims < 1 || n_dims > HL_GGUF_MAX_DIMS)
         return hl_errorf(err, HL_ERR_INVAL, "tensor '%.60s': n_dims %d (must be 1..4)", name, n_dims);
     for (int d = 0; d < n_dims; d++) {
         if (ne[d] <= 0)
-            return hl_errorf(err, HL_ERR_INVAL, "tensor '%.60s': dimension %d is %lld", name, d, (long long)ne[d]);
+            return hl_errorf(err, HL_ERR_INVAL, "tensor '%.60s': dimension %d is %lld", name, d,
+                             (long long)ne[d]);
     }
     return HL_OK;
 }
@@ -1030,7 +1044,8 @@ static int write_tensors(hl_gguf_writer *w, FILE *f, uint32_t align, const char 
                          hl_error *err) {
     size_t scratch_bytes = 0;
     for (int64_t i = 0; i < w->n_tensors; i++) {
-        if (!w->tensors[i].data && w->tensors[i].n_bytes > scratch_bytes) scratch_bytes = w->tensors[i].n_bytes;
+        const writer_tensor *t = &w->tensors[i];
+        if (!t->data && t->n_bytes > scratch_bytes) scratch_bytes = t->n_bytes;
     }
     void *scratch = scratch_bytes ? malloc(scratch_bytes) : NULL;
     if (scratch_bytes && !scratch)
@@ -1055,7 +1070,8 @@ static int close_file(FILE *f, const char *path, hl_error *err) {
     int rc = HL_OK;
     if (fflush(f) != 0 || fsync(fileno(f)) != 0)
         rc = hl_errorf(err, HL_ERR_IO, "write %s: %s", path, strerror(errno));
-    if (fclose(f) != 0 && rc == HL_OK) rc = hl_errorf(err, HL_ERR_IO, "close %s: %s", path, strerror(errno));
+    if (fclose(f) != 0 && rc == HL_OK)
+        rc = hl_errorf(err, HL_ERR_IO, "close %s: %s", path, strerror(errno));
     return rc;
 }
 
