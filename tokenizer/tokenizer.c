@@ -369,6 +369,11 @@ int hl_tokenizer_stream_push(hl_tokenizer_stream *s, int32_t id, const char **te
         s->work_cap = n * 2;
         s->work = hl_xrealloc(s->work, s->work_cap);
     }
+    if (n == 0) { // nothing new (a skipped or empty token)
+        *text = "";
+        *len = 0;
+        return HL_OK;
+    }
     memcpy(s->work, s->pending, s->n_pending);
     if (bl) memcpy(s->work + s->n_pending, b, bl);
     size_t kept = hl_utf8_lossy_append((const uint8_t *)s->work, n, true, &s->out, &s->out_len,

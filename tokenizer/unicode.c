@@ -42,6 +42,7 @@ enum hl_utf8_state hl_utf8_check(const uint8_t *s, size_t n, size_t *len) {
 }
 
 static void append(char **out, size_t *out_len, size_t *out_cap, const void *p, size_t n) {
+    if (n == 0) return;
     if (*out_len + n + 1 > *out_cap) {
         size_t cap = *out_cap ? *out_cap : 64;
         while (cap < *out_len + n + 1) cap *= 2;

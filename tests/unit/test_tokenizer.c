@@ -585,6 +585,22 @@ START_TEST(test_spm_small_vocab) {
     assert_pieces(tok, &ids, want_ab, 3);
     hl_tokens_free(&ids);
     hl_tokenizer_free(tok);
+    // With byte fallback every byte string comes back, the prefix space stripped and '▁'
+    // (how SentencePiece spells a space) aside.
+    tok = tiny_spm(true, -1, -2);
+    hl_rng r = {5};
+    char buf[128];
+    for (int it = 0; it < 2000; it++) {
+        size_t len = random_bytes(&r, buf, sizeof buf);
+        if (memmem(buf, len, "\xe2\x96\x81", 3)) continue;
+        ids = encode(tok, buf, len, 0);
+        s = decode(tok, &ids, HL_TOKENIZER_STRIP_SPACE, &n);
+        ck_assert_msg(n == len && memcmp(s, buf, len) == 0, "SPM round trip, iteration %d", it);
+        free(s);
+        if (it < 200) check_stream(tok, &ids, HL_TOKENIZER_STRIP_SPACE);
+        hl_tokens_free(&ids);
+    }
+    hl_tokenizer_free(tok);
     // No byte tokens: an unknown character becomes one <unk>.
     tok = tiny_spm(false, -1, -2);
     ids = encode(tok, "h\xc3\xa9", 3, 0);
