@@ -1,0 +1,131 @@
+// engine: the public, thread-safe serving engine. One engine thread owns the model, the
+// paged KV cache, the scheduler and the samplers; any thread may submit, cancel and read.
+//
+// A request is a token sequence plus sampling parameters. The engine thread runs
+// iteration-level continuous batching (engine/sched): every step takes every running
+// decode plus prefill chunks under a token budget, runs one forward pass, samples, and
+// pushes events into each request's stream. A request ends with exactly one FINISH event
+// (stop, length, cancelled, timeout or error) — no request is ever dropped silently.
+// Text is not the engine's business: detokenization and stop strings happen in the
+// caller (the server), which cancels a request once a stop string has matched.
+//
+//   hl_engine *e = hl_engine_create(&params, &err);
+//   uint64_t id; hl_engine_submit(e, ids, n, &rp, &id, &err);
+//   hl_event ev[16]; int n; while (hl_engine_read(e, id, ev, 16, -1, &n, &err) == HL_OK) { ... }
+//   hl_engine_release(e, id); hl_engine_free(e);
+#pragma once
+
+#include "common/hl.h"
+#include "engine/sampler.h"
+
+typedef struct hl_engine hl_engine;
+typedef struct hl_model hl_model;
+
+typedef struct hl_engine_params {
+    const char *model;            // GGUF path, safetensors folder or "synthetic:<shape>:<type>"
+    const char *tokenizer_from;   // GGUF whose tokenizer synthetic models use; NULL: default model
+    const char *device;           // "cpu" (default) or "cuda"
+    int n_threads;                // CPU threads; <= 0: one per core
+    size_t kv_cache_mb;           // CPU: size of the KV block pool; 0: enough for max_seqs x 2048 tokens
+    float kv_cache_fraction;      // CUDA: fraction of free device memory for KV blocks (default 0.9)
+    int max_batched_tokens;       // token budget of one step (decodes + prefill chunks); default 512
+    int max_seqs;                 // running sequences at most; default 64
+    int max_ctx;                  // prompt + output tokens of one sequence at most; 0: the model's
+    int max_waiting;              // queued requests beyond which submit says HL_ERR_BUSY; default 1024
+    bool prefix_cache;            // reuse cached KV blocks of shared prompt prefixes; default true
+} hl_engine_params;
+
+hl_engine_params hl_engine_default_params(void);
+
+// Loads the model and starts the engine thread. NULL + err (HL_ERR_IO, HL_ERR_FORMAT,
+// HL_ERR_UNSUPPORTED, HL_ERR_NOMEM, HL_ERR_DEVICE) on failure. Strings in p are copied.
+hl_engine *hl_engine_create(const hl_engine_params *p, hl_error *err);
+
+// Cancels every request (their streams get a CANCELLED finish), stops the thread, frees all.
+// Accepts NULL. Streams not yet released become invalid.
+void hl_engine_free(hl_engine *e);
+
+// The loaded model (tokenizer, config): read-only and safe to use from any thread while the
+// engine lives. Borrowed.
+const hl_model *hl_engine_model(const hl_engine *e);
+
+typedef struct hl_request_params {
+    hl_sampler_params sampling;   // what the sampler gets; pointers in it are copied at submit
+    int n;                        // completions sharing the prompt (its KV blocks are shared); default 1
+    int priority;                 // lower runs first among waiting requests (vLLM); default 0, FCFS within
+    double deadline_ms;           // hl_time_ms() after which the request ends with TIMEOUT; 0: none
+} hl_request_params;
+
+hl_request_params hl_request_default_params(void);
+
+// Queues a request. The tokens are copied. *id identifies its event stream until
+// hl_engine_release. HL_ERR_INVAL (empty prompt, prompt or prompt + max_tokens over max_ctx,
+// bad sampling params — the message says which), HL_ERR_BUSY (queue full: retry later).
+int hl_engine_submit(hl_engine *e, const int32_t *tokens, int n_tokens, const hl_request_params *p,
+                     uint64_t *id, hl_error *err);
+
+// Asks the engine to end request id (at any stage); its KV blocks are freed at the next step
+// boundary and the stream ends with a CANCELLED finish. Unknown or finished ids are ignored.
+void hl_engine_cancel(hl_engine *e, uint64_t id);
+
+enum hl_event_type { HL_EVENT_TOKEN = 0, HL_EVENT_FINISH = 1 };
+
+enum hl_finish_reason {
+    HL_FINISH_NONE = 0,
+    HL_FINISH_STOP = 1,      // an end-of-generation or stop token (not included in usage text)
+    HL_FINISH_LENGTH = 2,    // max_tokens or the context limit
+    HL_FINISH_CANCELLED = 3, // hl_engine_cancel or engine shutdown
+    HL_FINISH_TIMEOUT = 4,   // the deadline passed
+    HL_FINISH_ERROR = 5,     // the engine failed this request; message in hl_event.error
+};
+
+const char *hl_finish_reason_name(enum hl_finish_reason r); // "stop", "length", ...
+
+typedef struct hl_event {
+    enum hl_event_type type;
+    int index;                    // which of the n completions
+    // TOKEN:
+    int32_t token;
+    float logprob;                // NAN unless sampling.logprobs
+    int n_top;
+    hl_token_logprob top[HL_SAMPLER_MAX_LOGPROBS];
+    double t_ms;                  // hl_time_ms() when the token was sampled
+    // FINISH (one per completion index; the stream ends after the last index's FINISH):
+    enum hl_finish_reason finish;
+    int prompt_tokens;            // usage
+    int completion_tokens;
+    int cached_tokens;            // prompt tokens served from the prefix cache
+    double queue_ms;              // submit → first scheduled
+    double ttft_ms;               // submit → first token
+    double total_ms;              // submit → finish
+    char error[128];
+} hl_event;
+
+// Reads up to max events of request id into ev (*n_out of them). timeout_ms < 0 waits until at
+// least one event is there, 0 polls, > 0 waits at most that long (then *n_out may be 0).
+// HL_OK; HL_ERR_INVAL for an unknown id. After the last FINISH has been read, reads return
+// HL_OK with *n_out = 0 at once.
+int hl_engine_read(hl_engine *e, uint64_t id, hl_event *ev, int max, int timeout_ms, int *n_out,
+                   hl_error *err);
+
+// A file descriptor that is readable while request id has unread events (an eventfd), for event
+// loops; -1 for an unknown id. Owned by the engine; valid until hl_engine_release.
+int hl_engine_fd(hl_engine *e, uint64_t id);
+
+// Frees request id's stream. Cancels the request first if it is still running. Accepts
+// unknown ids.
+void hl_engine_release(hl_engine *e, uint64_t id);
+
+typedef struct hl_engine_stats {
+    int running, waiting;
+    int kv_blocks_total, kv_blocks_used, kv_blocks_free, kv_blocks_cached;
+    uint64_t prefix_queries, prefix_hits;   // prompt blocks looked up / found in the cache
+    uint64_t preemptions;
+    uint64_t steps;
+    uint64_t prompt_tokens, generated_tokens; // processed so far
+    int last_batch_tokens, last_batch_seqs;
+    uint64_t batch_size_hist[8];            // steps by sequences: 1, 2-3, 4-7, ..., 64-127, 128+
+} hl_engine_stats;
+
+// A consistent snapshot of the engine's counters (taken under the engine's lock).
+void hl_engine_get_stats(hl_engine *e, hl_engine_stats *out);
