@@ -23,13 +23,23 @@ typedef struct import_tensor {
     int n_dims;
 } import_tensor;
 
-// Source row `row` of a permuted q/k matrix: GGUF row h*hd + 2i + k comes from HF row
-// h*hd + k*hd/2 + i (convert_hf_to_gguf.py's permute).
-static int64_t source_row(const import_tensor *t, int64_t row) {
-    if (t->n_heads_perm <= 0) return row;
-    int64_t hd = t->ne[1] / t->n_heads_perm;
+// GGUF row h*hd + 2i + k comes from HF row h*hd + k*hd/2 + i (convert_hf_to_gguf.py's permute).
+int64_t hl_st_import_source_row(int64_t row, int64_t n_rows, int n_heads) {
+    if (n_heads <= 0) return row;
+    int64_t hd = n_rows / n_heads;
     int64_t h = row / hd, j = row % hd;
     return h * hd + (j % 2) * (hd / 2) + j / 2;
+}
+
+int hl_st_import_perm_heads(const hl_model_config *c, const char *gguf_name) {
+    if (c->arch != HL_ARCH_LLAMA) return 0;
+    if (strstr(gguf_name, ".attn_q.weight")) return c->n_heads;
+    if (strstr(gguf_name, ".attn_k.weight")) return c->n_kv_heads;
+    return 0;
+}
+
+static int64_t source_row(const import_tensor *t, int64_t row) {
+    return hl_st_import_source_row(row, t->ne[1], t->n_heads_perm);
 }
 
 static float source_value(const hl_safetensors_tensor *s, int64_t i) {
@@ -120,8 +130,7 @@ static int plan_tensors(const hl_safetensors *st, const hl_model_config *c, int 
         t->n_dims = s->n_dims;
         t->ne[0] = s->ne[0];
         t->ne[1] = s->n_dims == 2 ? s->ne[1] : 1;
-        if (c->arch == HL_ARCH_LLAMA && strstr(t->name, ".attn_q.weight")) t->n_heads_perm = c->n_heads;
-        if (c->arch == HL_ARCH_LLAMA && strstr(t->name, ".attn_k.weight")) t->n_heads_perm = c->n_kv_heads;
+        t->n_heads_perm = hl_st_import_perm_heads(c, t->name);
         t->type = hl_quantize_tensor_type(ftype, t->name, t->n_dims, t->ne, c->n_layers, c->tied_embeddings);
         n++;
     }

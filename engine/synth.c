@@ -365,3 +365,59 @@ int hl_synth_write_gguf(const hl_synth_shape *shape, int ftype, uint64_t seed,
     free(plan.rope_freqs);
     return rc;
 }
+
+// ---- in memory ----
+
+struct hl_synth_model {
+    synth_plan plan;
+};
+
+hl_synth_model *hl_synth_model_create(const hl_synth_shape *shape, int ftype, uint64_t seed,
+                                      int64_t n_vocab, hl_error *err) {
+    if (ftype < 0 || ftype >= HL_FTYPE_COUNT) {
+        hl_errorf(err, HL_ERR_INVAL, "unknown file type %d", ftype);
+        return NULL;
+    }
+    if (n_vocab <= 0 || n_vocab > (1 << 24)) {
+        hl_errorf(err, HL_ERR_INVAL, "synthetic vocabulary of %lld tokens", (long long)n_vocab);
+        return NULL;
+    }
+    hl_synth_model *m = hl_xcalloc(1, sizeof(*m));
+    plan_build(&m->plan, shape, n_vocab, ftype, seed);
+    return m;
+}
+
+void hl_synth_model_free(hl_synth_model *m) {
+    if (!m) return;
+    free(m->plan.t);
+    free(m->plan.rope_freqs);
+    free(m);
+}
+
+int hl_synth_model_n_tensors(const hl_synth_model *m) { return m->plan.n; }
+
+hl_synth_tensor_info hl_synth_model_tensor(const hl_synth_model *m, int i) {
+    HL_ASSERT(i >= 0 && i < m->plan.n);
+    const synth_tensor *t = &m->plan.t[i];
+    hl_synth_tensor_info info = {.name = t->name, .type = t->type, .n_dims = t->n_dims,
+                                 .ne = {t->ne[0], t->ne[1]}};
+    int rc = hl_quant_row_bytes(t->type, t->ne[0], &info.n_bytes, NULL);
+    HL_ASSERT(rc == HL_OK); // the plan only holds shapes its types divide
+    info.n_bytes *= (size_t)t->ne[1];
+    return info;
+}
+
+int hl_synth_model_find(const hl_synth_model *m, const char *name) {
+    for (int i = 0; i < m->plan.n; i++) {
+        if (strcmp(m->plan.t[i].name, name) == 0) return i;
+    }
+    return -1;
+}
+
+int hl_synth_model_fill(const hl_synth_model *m, int i, void *dst, size_t n_bytes, hl_error *err) {
+    HL_ASSERT(i >= 0 && i < m->plan.n);
+    synth_tensor *t = &m->plan.t[i];
+    if (n_bytes != hl_synth_model_tensor(m, i).n_bytes)
+        return hl_errorf(err, HL_ERR_INVAL, "%s: %zu bytes asked for", t->name, n_bytes);
+    return synth_fill(t, t->name, dst, n_bytes, err);
+}

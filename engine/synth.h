@@ -11,6 +11,9 @@
 //
 //   const hl_synth_shape *s = hl_synth_shape_find("tiny");
 //   hl_synth_write_gguf(s, HL_FTYPE_Q8_0, 42, tokenizer_src, "tiny.gguf", &err);
+//
+// The same tensors can be made in memory (hl_synth_model: `synthetic:<shape>:<type>` models):
+// one plan serves both, so the bytes equal those of the file written with that seed and vocabulary.
 #pragma once
 
 #include "common/hl.h"
@@ -53,3 +56,32 @@ int64_t hl_synth_add_tokenizer(hl_gguf_writer *w, const hl_synth_tokenizer *tok,
 // HL_ERR_INVAL / HL_ERR_FORMAT / HL_ERR_IO with a message.
 int hl_synth_write_gguf(const hl_synth_shape *shape, int ftype, uint64_t seed,
                         const hl_synth_tokenizer *tok, const char *path, hl_error *err);
+
+// ---- in memory ----
+
+typedef struct hl_synth_model hl_synth_model;
+
+typedef struct hl_synth_tensor_info {
+    const char *name; // GGUF name, owned by the hl_synth_model
+    int type;         // enum hl_dtype, as hl_synth_write_gguf would store it
+    int n_dims;       // 1 or 2
+    int64_t ne[2];    // ne[0] contiguous; ne[1] = 1 for 1-D tensors
+    size_t n_bytes;
+} hl_synth_tensor_info;
+
+// The tensor plan of hl_synth_write_gguf(shape, ftype, seed) for a vocabulary of n_vocab tokens
+// (names, order and types as in the file). NULL + HL_ERR_INVAL for an unknown ftype or a
+// vocabulary outside 1..2^24. Free with hl_synth_model_free.
+hl_synth_model *hl_synth_model_create(const hl_synth_shape *shape, int ftype, uint64_t seed,
+                                      int64_t n_vocab, hl_error *err);
+void hl_synth_model_free(hl_synth_model *m); // accepts NULL
+
+int hl_synth_model_n_tensors(const hl_synth_model *m);
+// Tensor i (0 <= i < n_tensors, HL_ASSERT).
+hl_synth_tensor_info hl_synth_model_tensor(const hl_synth_model *m, int i);
+// Index of the tensor called name, or -1.
+int hl_synth_model_find(const hl_synth_model *m, const char *name);
+
+// Writes tensor i's bytes (exactly those of the file) to dst, which holds n_bytes ==
+// hl_synth_model_tensor(m, i).n_bytes (else HL_ERR_INVAL). Thread-safe for distinct dst.
+int hl_synth_model_fill(const hl_synth_model *m, int i, void *dst, size_t n_bytes, hl_error *err);
