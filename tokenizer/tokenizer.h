@@ -24,10 +24,10 @@
 #pragma once
 
 #include "common/hl.h"
-#include "engine/gguf.h"
 #include "tokenizer/vocab.h"
 
 typedef struct hl_tokenizer hl_tokenizer;
+typedef struct hl_gguf hl_gguf; // engine/gguf.h; only tokload.c reads it
 
 enum hl_tokenizer_model {
     HL_TOKENIZER_BPE = 0,       // byte-level BPE (gpt2)

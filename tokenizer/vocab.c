@@ -57,14 +57,18 @@ static size_t decode_spm(const uint8_t *s, size_t n, char *out) {
     return o;
 }
 
+static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
 // "<0xXX>" -> the byte, or -1.
 static int byte_token_value(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    unsigned v;
-    char hex[3] = {s[3], s[4], 0};
-    char *end;
-    v = (unsigned)strtoul(hex, &end, 16);
-    return *end == '\0' ? (int)v : -1;
+    int hi = hex_digit(s[3]), lo = hex_digit(s[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
 // WordPiece: "##ing" -> "ing", "walk" -> " walk".
@@ -92,7 +96,8 @@ static size_t decode_token(enum hl_vocab_kind kind, int type, const char *s, siz
         }
         return decode_byte_level((const uint8_t *)s, n, out);
     }
-    int b = type == HL_TOKEN_BYTE ? byte_token_value(s, n) : -1;
+    // Any "<0xXX>" is a byte, whatever its type says (Hugging Face's ByteFallback decoder).
+    int b = byte_token_value(s, n);
     if (b >= 0) {
         out[0] = (char)b;
         return 1;
