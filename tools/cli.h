@@ -9,6 +9,7 @@
 
 int hl_cmd_detokenize(int argc, char **argv);
 int hl_cmd_info(int argc, char **argv);
+int hl_cmd_logits(int argc, char **argv);
 int hl_cmd_pull(int argc, char **argv);
 int hl_cmd_quantize(int argc, char **argv);
 int hl_cmd_quant_row(int argc, char **argv);

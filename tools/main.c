@@ -18,6 +18,7 @@ static const command commands[] = {
     // keep sorted; one line per subcommand
     {"detokenize", hl_cmd_detokenize, "turn token ids back into text (JSON array or --jsonl)"},
     {"info", hl_cmd_info, "describe a model file: hyper-parameters, tokenizer, tensors, memory"},
+    {"logits", hl_cmd_logits, "top-K logits of every position of token id lines (debugging, comparisons)"},
     {"pull", hl_cmd_pull, "download a model file over HTTP(S): resume, sha256 check"},
     {"quant-row", hl_cmd_quant_row, "(debug) run one reference (de)quantizer over a file"},
     {"quantize", hl_cmd_quantize, "convert a GGUF or safetensors model to a quantized GGUF"},

@@ -1,0 +1,47 @@
+// llama: the forward pass of the llama family, written once against the backend's ops
+// (kernels/backend.h) for a *batch*: any mix of prefill chunks and single-token decodes of
+// several sequences, each with its own KV block table.
+//
+// Per step: embed → per layer [rmsnorm → q/k/v matmuls → rope + K/V write into the paged
+// blocks → paged attention → o matmul → residual add → rmsnorm → gate/up → swiglu → down →
+// residual add] → final rmsnorm → the rows whose logits are wanted → output matmul.
+// Activations live in buffers allocated once at create for max_tokens tokens per step; a
+// step allocates nothing. An hl_llama belongs to one thread (the engine thread).
+//
+//   hl_llama *l = hl_llama_create(model, kv, 512, 1, 1, &err);
+//   hl_llama_seq s = {.tokens = ids, .n_tokens = n, .n_past = 0,
+//                     .blocks = seq.blocks, .n_blocks = seq.n_blocks, .n_logits = 1};
+//   hl_llama_forward(l, &s, 1, logits, &err);   // logits: (1, n_vocab)
+#pragma once
+
+#include "common/hl.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+
+typedef struct hl_llama hl_llama;
+
+// One sequence's share of a step.
+typedef struct hl_llama_seq {
+    const int32_t *tokens; // (n_tokens) new tokens, at positions n_past .. n_past + n_tokens - 1
+    int n_tokens;          // >= 1
+    int n_past;            // tokens of this sequence already in the KV cache
+    const int32_t *blocks; // block table covering positions [0, n_past + n_tokens)
+    int n_blocks;
+    int n_logits;          // logits wanted for the last n_logits new tokens (0 .. n_tokens)
+} hl_llama_seq;
+
+// A forward context for model (borrowed) over kv (borrowed; its geometry must match the
+// model: n_kv_heads, head_dim), for steps of at most max_tokens tokens, max_seqs sequences
+// and max_logits logit rows. NULL + HL_ERR_INVAL for bad limits or a mismatched cache,
+// HL_ERR_NOMEM when the activation buffers cannot be allocated.
+hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens, int max_seqs,
+                          int max_logits, hl_error *err);
+void hl_llama_free(hl_llama *l); // accepts NULL
+
+// Runs one step over seqs[0..n_seqs) and writes the wanted logits, sequence by sequence in
+// order, into logits ((sum of n_logits) rows of n_vocab floats, host memory, caller-owned; may
+// be NULL when no logits are wanted). Writes the new tokens' K/V into their blocks.
+// HL_ERR_INVAL (nothing run) when the step exceeds the limits, a token id is out of the
+// vocabulary, a block table is too short or names a block outside the pool, or the n_logits
+// are out of range; the backend's error from download/sync otherwise.
+int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err);

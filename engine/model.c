@@ -1,0 +1,393 @@
+// model: load a llama-family model from GGUF, safetensors or a synthetic name (see model.h).
+#include "engine/model.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/gguf.h"
+#include "engine/quant.h"
+#include "engine/quantize.h"
+#include "engine/safetensors.h"
+#include "engine/st_import.h"
+#include "engine/synth.h"
+
+#define SYNTH_PREFIX "synthetic:"
+
+enum src_kind { SRC_GGUF, SRC_ST, SRC_SYNTH };
+
+// Where weights come from during a load; closed when the load ends.
+typedef struct loader {
+    enum src_kind kind;
+    hl_gguf *g;
+    hl_safetensors *st;
+    hl_synth_model *syn;
+    const hl_model_config *cfg;
+} loader;
+
+// One tensor's bytes in GGUF layout (type, rows of ne[0]).
+typedef struct src_tensor {
+    int type;
+    int64_t ne[2];
+    const void *data; // borrowed from the source, or == owned
+    void *owned;      // heap copy (permuted, generated or aligned), or NULL
+    size_t n_bytes;
+} src_tensor;
+
+hl_model_params hl_model_default_params(void) { return (hl_model_params){0}; }
+
+// ---- tensor sources ----
+
+static int get_gguf(const loader *ld, const char *name, src_tensor *s, hl_error *err) {
+    const hl_gguf_tensor *t = hl_gguf_find_tensor(ld->g, name);
+    if (!t) return hl_errorf(err, HL_ERR_FORMAT, "tensor %s is missing", name);
+    *s = (src_tensor){.type = t->type, .ne = {t->ne[0], t->ne[1]}, .data = t->data, .n_bytes = t->n_bytes};
+    return HL_OK;
+}
+
+// safetensors data may be unaligned and q/k need their rows permuted: always copy.
+static int get_st(const loader *ld, const char *name, src_tensor *s, hl_error *err) {
+    char hf[128];
+    int rc = hl_model_config_gguf_to_hf_name(name, hf, sizeof hf, err);
+    if (rc != HL_OK) return rc;
+    const hl_safetensors_tensor *t = hl_safetensors_find_tensor(ld->st, hf);
+    if (!t) return hl_errorf(err, HL_ERR_FORMAT, "tensor %s is missing", hf);
+    if (t->dtype != HL_DTYPE_F32 && t->dtype != HL_DTYPE_F16 && t->dtype != HL_DTYPE_BF16)
+        return hl_errorf(err, HL_ERR_UNSUPPORTED, "tensor %s: dtype %s (F32, F16 or BF16 only)", hf,
+                         hl_safetensors_dtype_name(t->dtype));
+    *s = (src_tensor){.type = t->dtype, .ne = {t->ne[0], t->n_dims == 2 ? t->ne[1] : 1}, .n_bytes = t->n_bytes};
+    s->owned = malloc(t->n_bytes ? t->n_bytes : 1);
+    if (!s->owned) return hl_errorf(err, HL_ERR_NOMEM, "tensor %s: %zu bytes", hf, t->n_bytes);
+    const int n_heads = hl_st_import_perm_heads(ld->cfg, name);
+    const size_t rb = t->n_bytes / (size_t)s->ne[1];
+    for (int64_t r = 0; r < s->ne[1]; r++) {
+        const int64_t from = hl_st_import_source_row(r, s->ne[1], n_heads);
+        memcpy((uint8_t *)s->owned + (size_t)r * rb, (const uint8_t *)t->data + (size_t)from * rb, rb);
+    }
+    s->data = s->owned;
+    return HL_OK;
+}
+
+static int get_synth(const loader *ld, const char *name, src_tensor *s, hl_error *err) {
+    int i = hl_synth_model_find(ld->syn, name);
+    if (i < 0) return hl_errorf(err, HL_ERR_FORMAT, "tensor %s is missing", name);
+    hl_synth_tensor_info info = hl_synth_model_tensor(ld->syn, i);
+    *s = (src_tensor){.type = info.type, .ne = {info.ne[0], info.ne[1]}, .n_bytes = info.n_bytes};
+    s->owned = malloc(info.n_bytes);
+    if (!s->owned) return hl_errorf(err, HL_ERR_NOMEM, "tensor %s: %zu bytes", name, info.n_bytes);
+    s->data = s->owned;
+    return hl_synth_model_fill(ld->syn, i, s->owned, info.n_bytes, err);
+}
+
+static int src_get(const loader *ld, const char *name, src_tensor *s, hl_error *err) {
+    memset(s, 0, sizeof(*s));
+    switch (ld->kind) {
+    case SRC_GGUF: return get_gguf(ld, name, s, err);
+    case SRC_ST: return get_st(ld, name, s, err);
+    default: return get_synth(ld, name, s, err);
+    }
+}
+
+static bool lookup_synth(void *ctx, const char *name, hl_model_tensor_info *out) {
+    const hl_synth_model *syn = ctx;
+    int i = hl_synth_model_find(syn, name);
+    if (i < 0) return false;
+    hl_synth_tensor_info info = hl_synth_model_tensor(syn, i);
+    memset(out, 0, sizeof(*out));
+    out->dtype = info.type;
+    out->n_dims = info.n_dims;
+    for (int d = 0; d < HL_SAFETENSORS_MAX_DIMS; d++) out->ne[d] = d < 2 ? info.ne[d] : 1;
+    return true;
+}
+
+// ---- upload ----
+
+// Reads tensor `name` as floats into a new heap array of ne[0] * ne[1] values.
+static float *read_f32(const loader *ld, const char *name, int64_t *n_out, hl_error *err) {
+    src_tensor s;
+    float *f = NULL;
+    if (src_get(ld, name, &s, err) == HL_OK) {
+        const int64_t n = s.ne[0] * s.ne[1];
+        f = hl_xmalloc(sizeof(float) * (size_t)n);
+        if (hl_quant_dequantize(s.type, s.data, f, n, err) != HL_OK) {
+            free(f);
+            f = NULL;
+        }
+        *n_out = n;
+    }
+    free(s.owned);
+    return f;
+}
+
+// Uploads tensor `name` for op: norms as F32, matrices in their own type once the backend
+// says it can run `op` on it.
+static int upload(const loader *ld, hl_backend *be, const char *name, enum hl_op op, hl_tensor *out,
+                  size_t *n_bytes, hl_error *err) {
+    if (op == HL_OP_RMSNORM) {
+        int64_t n = 0;
+        float *f = read_f32(ld, name, &n, err);
+        if (!f) return err ? err->code : HL_ERR_FORMAT;
+        *n_bytes += (size_t)n * sizeof(float);
+        int rc = be->ops->upload_weight(be, out, HL_DTYPE_F32, (int64_t[2]){n, 1}, f, err);
+        free(f);
+        return rc;
+    }
+    src_tensor s;
+    int rc = src_get(ld, name, &s, err);
+    if (rc == HL_OK && !be->ops->supports(be, op, s.type))
+        rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "tensor %s: the %s backend cannot run %s weights", name,
+                       be->ops->name, hl_quant_name(s.type));
+    if (rc == HL_OK) rc = be->ops->upload_weight(be, out, s.type, s.ne, s.data, err);
+    *n_bytes += s.n_bytes;
+    free(s.owned);
+    return rc;
+}
+
+static int upload_layer(const loader *ld, hl_model *m, int il, hl_error *err) {
+    hl_model_layer *L = &m->layers[il];
+    struct { const char *suffix; hl_tensor *t; enum hl_op op; } w[] = {
+        {"attn_norm", &L->attn_norm, HL_OP_RMSNORM}, {"attn_q", &L->wq, HL_OP_MATMUL},
+        {"attn_k", &L->wk, HL_OP_MATMUL},            {"attn_v", &L->wv, HL_OP_MATMUL},
+        {"attn_output", &L->wo, HL_OP_MATMUL},       {"ffn_norm", &L->ffn_norm, HL_OP_RMSNORM},
+        {"ffn_gate", &L->w_gate, HL_OP_MATMUL},      {"ffn_up", &L->w_up, HL_OP_MATMUL},
+        {"ffn_down", &L->w_down, HL_OP_MATMUL},
+    };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "blk.%d.%s.weight", il, w[i].suffix);
+        int rc = upload(ld, m->be, name, w[i].op, w[i].t, &m->weight_bytes, err);
+        if (rc != HL_OK) return rc;
+    }
+    return HL_OK;
+}
+
+static int upload_all(const loader *ld, hl_model *m, hl_error *err) {
+    int rc = upload(ld, m->be, "token_embd.weight", HL_OP_EMBED, &m->token_embd, &m->weight_bytes, err);
+    if (rc == HL_OK && m->cfg.tied_embeddings && !m->be->ops->supports(m->be, HL_OP_MATMUL, m->token_embd.type))
+        rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "token_embd.weight (tied output): the %s backend cannot run %s weights",
+                       m->be->ops->name, hl_quant_name(m->token_embd.type));
+    if (rc == HL_OK) rc = upload(ld, m->be, "output_norm.weight", HL_OP_RMSNORM, &m->output_norm, &m->weight_bytes, err);
+    if (rc == HL_OK && !m->cfg.tied_embeddings)
+        rc = upload(ld, m->be, "output.weight", HL_OP_MATMUL, &m->output, &m->weight_bytes, err);
+    if (rc == HL_OK && m->cfg.tied_embeddings) m->output = m->token_embd;
+    for (int il = 0; il < m->cfg.n_layers && rc == HL_OK; il++) rc = upload_layer(ld, m, il, err);
+    return rc;
+}
+
+// RoPE as the backend wants it: frequency divisors from rope_freqs.weight or the config.
+static int setup_rope(const loader *ld, hl_model *m, hl_error *err) {
+    const hl_model_config *c = &m->cfg;
+    m->rope = (hl_rope){.theta = c->rope_theta, .n_rot = c->n_rot, .neox = c->arch == HL_ARCH_QWEN2,
+                        .freq_scale = 1.0f};
+    switch (c->rope_scaling.type) {
+    case HL_ROPE_SCALING_LINEAR: m->rope.freq_scale = 1.0f / c->rope_scaling.factor; return HL_OK;
+    case HL_ROPE_SCALING_LLAMA3:
+        m->rope_factors = hl_xmalloc(sizeof(float) * (size_t)(c->n_rot / 2));
+        m->rope.freq_factors = m->rope_factors;
+        return hl_model_config_rope_freq_factors(c, m->rope_factors, c->n_rot / 2, err);
+    case HL_ROPE_SCALING_FREQ_TENSOR: {
+        int64_t n = 0;
+        m->rope_factors = read_f32(ld, "rope_freqs.weight", &n, err);
+        if (!m->rope_factors) return err ? err->code : HL_ERR_FORMAT;
+        if (n != c->n_rot / 2)
+            return hl_errorf(err, HL_ERR_FORMAT, "rope_freqs.weight has %lld values, want %d", (long long)n, c->n_rot / 2);
+        m->rope.freq_factors = m->rope_factors;
+        return HL_OK;
+    }
+    default: return HL_OK;
+    }
+}
+
+// ---- finding files ----
+
+static bool readable(const char *path) { return access(path, R_OK) == 0; }
+
+// rel under $HALYARD_ROOT, the cwd, its parent or /work; NULL when absent. Static buffer.
+static const char *find_file(const char *rel) {
+    static char buf[1024];
+    const char *root = getenv("HALYARD_ROOT");
+    const char *bases[] = {root ? root : ".", ".", "..", "/work"};
+    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+        snprintf(buf, sizeof buf, "%s/%s", bases[i], rel);
+        if (readable(buf)) return buf;
+    }
+    return NULL;
+}
+
+static hl_tokenizer *tokenizer_from_gguf_path(const char *path, hl_error *err) {
+    hl_gguf *g = hl_gguf_open(path, err);
+    if (!g) return NULL;
+    hl_tokenizer *tok = hl_tokenizer_create_from_gguf(g, err);
+    hl_gguf_free(g);
+    if (!tok) hl_error_wrap(err, "tokenizer of %s", path);
+    return tok;
+}
+
+// vocab.json + merges.txt (+ special_tokens.json) in dir.
+static hl_tokenizer *tokenizer_from_hf_dir(const char *dir, hl_error *err) {
+    char v[1024], mg[1024], sp[1024];
+    snprintf(v, sizeof v, "%s/vocab.json", dir);
+    snprintf(mg, sizeof mg, "%s/merges.txt", dir);
+    snprintf(sp, sizeof sp, "%s/special_tokens.json", dir);
+    return hl_tokenizer_create_from_hf_files(v, mg, readable(sp) ? sp : NULL, "llama-bpe", err);
+}
+
+// Synthetic models: --tokenizer-from, else the default model's, else the Llama 3 fixture.
+static hl_tokenizer *synth_tokenizer(const hl_model_params *p, hl_model *m, hl_error *err) {
+    if (p->tokenizer_from) return tokenizer_from_gguf_path(p->tokenizer_from, err);
+    const char *path = find_file(HL_MODEL_DEFAULT_PATH);
+    if (path) return tokenizer_from_gguf_path(path, err);
+    path = find_file("shared/fixtures/llama3-tokenizer/vocab.json");
+    if (!path) {
+        hl_errorf(err, HL_ERR_IO, "synthetic model: no tokenizer (give --tokenizer-from FILE.gguf; neither %s "
+                  "nor ../shared/fixtures/llama3-tokenizer was found)", HL_MODEL_DEFAULT_PATH);
+        return NULL;
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    m->chat_template_name = "llama3";
+    return tokenizer_from_hf_dir(dirname(dir), err);
+}
+
+// ---- sources ----
+
+static int open_gguf(const char *path, loader *ld, hl_model *m, hl_error *err) {
+    ld->kind = SRC_GGUF;
+    if (!(ld->g = hl_gguf_open(path, err))) return err ? err->code : HL_ERR_IO;
+    int rc = hl_model_config_from_gguf(ld->g, &m->cfg, err);
+    if (rc == HL_OK)
+        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_GGUF, hl_model_config_lookup_gguf, ld->g, err);
+    if (rc != HL_OK) return rc;
+    hl_gguf_str name = {0};
+    hl_error ignore = {0};
+    if (hl_gguf_get_str(ld->g, "general.name", &name, &ignore) == HL_OK) m->name = hl_xstrndup(name.ptr, name.len);
+    else m->name = hl_xstrdup(path);
+    m->tok = hl_tokenizer_create_from_gguf(ld->g, err);
+    return m->tok ? HL_OK : hl_error_wrap(err, "tokenizer of %s", path);
+}
+
+static int open_st(const char *path, const hl_model_params *p, loader *ld, hl_model *m, hl_error *err) {
+    struct stat sb;
+    char *copy = hl_xstrdup(path);
+    char *dir = hl_xstrdup(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? path : dirname(copy));
+    free(copy);
+    ld->kind = SRC_ST;
+    m->name = hl_xstrdup(dir);
+    int rc = hl_model_config_from_hf_file(dir, &m->cfg, err);
+    if (rc == HL_OK && !(ld->st = hl_safetensors_open(path, err))) rc = err ? err->code : HL_ERR_IO;
+    if (rc == HL_OK)
+        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_HF, hl_model_config_lookup_safetensors, ld->st, err);
+    if (rc == HL_OK) {
+        m->tok = p->tokenizer_from ? tokenizer_from_gguf_path(p->tokenizer_from, err) : tokenizer_from_hf_dir(dir, err);
+        if (!m->tok) rc = err ? err->code : HL_ERR_IO;
+    }
+    free(dir);
+    return rc;
+}
+
+static void synth_config(const hl_synth_shape *s, int n_vocab, const hl_tokenizer *tok, hl_model_config *c) {
+    *c = (hl_model_config){.arch = HL_ARCH_LLAMA, .n_vocab = n_vocab, .dim = s->dim, .n_layers = s->n_layers,
+                           .n_heads = s->n_heads, .n_kv_heads = s->n_kv_heads, .head_dim = s->dim / s->n_heads,
+                           .ffn_dim = s->ffn_dim, .n_ctx_train = s->n_ctx, .n_rot = s->dim / s->n_heads,
+                           .rope_theta = s->rope_theta, .rms_eps = s->rms_eps, .tied_embeddings = s->tied,
+                           .bos_id = -1, .eos_id = -1};
+    if (s->rope_scale > 0) c->rope_scaling.type = HL_ROPE_SCALING_FREQ_TENSOR; // as the file stores it
+    if (!tok) return;
+    hl_tokenizer_ids ids = hl_tokenizer_special_ids(tok);
+    c->bos_id = ids.bos;
+    c->eos_id = ids.eos;
+    int32_t eog[] = {ids.eos, ids.eot, ids.eom};
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++) {
+        if (eog[i] >= 0) c->eos_ids[c->n_eos_ids++] = eog[i];
+    }
+}
+
+// "synthetic:<shape>:<type>"
+static int open_synth(const char *path, const hl_model_params *p, loader *ld, hl_model *m, hl_error *err) {
+    char shape_name[32] = "", type_name[32] = "";
+    const char *spec = path + strlen(SYNTH_PREFIX), *colon = strchr(spec, ':');
+    if (!colon || colon - spec >= (long)sizeof shape_name || strlen(colon + 1) >= sizeof type_name)
+        return hl_errorf(err, HL_ERR_INVAL, "'%s': expected synthetic:<shape>:<type>", path);
+    memcpy(shape_name, spec, (size_t)(colon - spec));
+    strcpy(type_name, colon + 1);
+    const hl_synth_shape *shape = hl_synth_shape_find(shape_name);
+    if (!shape) return hl_errorf(err, HL_ERR_INVAL, "unknown synthetic shape '%s' (known: %s)", shape_name,
+                                 hl_synth_shape_names());
+    int ftype = hl_quantize_ftype_from_name(type_name);
+    if (ftype < 0)
+        return hl_errorf(err, HL_ERR_INVAL, "unknown synthetic type '%s' (known: f32, f16, q8_0, q4_0, q4_1, "
+                         "q4_k, q6_k, q4_k_m)", type_name);
+    ld->kind = SRC_SYNTH;
+    m->name = hl_xstrdup(path);
+    int n_vocab = p->synth_n_vocab;
+    if (n_vocab <= 0) {
+        if (!(m->tok = synth_tokenizer(p, m, err))) return err ? err->code : HL_ERR_IO;
+        n_vocab = hl_tokenizer_n_tokens(m->tok);
+    }
+    synth_config(shape, n_vocab, m->tok, &m->cfg);
+    int rc = hl_model_config_validate(&m->cfg, err);
+    if (rc != HL_OK) return rc;
+    if (!(ld->syn = hl_synth_model_create(shape, ftype, p->synth_seed, n_vocab, err))) return err ? err->code : HL_ERR_INVAL;
+    return hl_model_config_check_tensors(&m->cfg, HL_NAMING_GGUF, lookup_synth, ld->syn, err);
+}
+
+static int check_supported(const hl_model_config *c, hl_error *err) {
+    if (c->qkv_bias) return hl_errorf(err, HL_ERR_UNSUPPORTED, "q/k/v biases (%s) are not supported yet",
+                                      hl_model_config_arch_name(c->arch));
+    if (c->sliding_window > 0)
+        hl_log(HL_LOG_WARN, "model: sliding-window attention (%d) is run as full attention", c->sliding_window);
+    return HL_OK;
+}
+
+hl_model *hl_model_load(const char *path, hl_backend *be, const hl_model_params *params, hl_error *err) {
+    hl_model_params defaults = hl_model_default_params();
+    const hl_model_params *p = params ? params : &defaults;
+    hl_model *m = hl_xcalloc(1, sizeof(*m));
+    m->be = be;
+    loader ld = {.cfg = &m->cfg};
+    size_t n = strlen(path);
+    int rc;
+    if (strncmp(path, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0) rc = open_synth(path, p, &ld, m, err);
+    else if (n > 5 && strcmp(path + n - 5, ".gguf") == 0) rc = open_gguf(path, &ld, m, err);
+    else rc = open_st(path, p, &ld, m, err);
+    if (rc == HL_OK) rc = check_supported(&m->cfg, err);
+    if (rc == HL_OK) {
+        m->layers = hl_xcalloc((size_t)m->cfg.n_layers, sizeof(hl_model_layer));
+        rc = upload_all(&ld, m, err);
+    }
+    if (rc == HL_OK) rc = setup_rope(&ld, m, err);
+    hl_gguf_free(ld.g);
+    hl_safetensors_free(ld.st);
+    hl_synth_model_free(ld.syn);
+    if (rc != HL_OK) {
+        hl_error_wrap(err, "%s", path);
+        hl_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void hl_model_free(hl_model *m) {
+    if (!m) return;
+    hl_backend *be = m->be;
+    if (m->layers) {
+        for (int il = 0; il < m->cfg.n_layers; il++) {
+            hl_tensor *w[] = {&m->layers[il].attn_norm, &m->layers[il].wq, &m->layers[il].wk, &m->layers[il].wv,
+                              &m->layers[il].wo, &m->layers[il].ffn_norm, &m->layers[il].w_gate,
+                              &m->layers[il].w_up, &m->layers[il].w_down};
+            for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+                if (w[i]->data) be->ops->release_weight(be, w[i]);
+            }
+        }
+    }
+    if (m->output.data && m->output.data != m->token_embd.data) be->ops->release_weight(be, &m->output);
+    if (m->token_embd.data) be->ops->release_weight(be, &m->token_embd);
+    if (m->output_norm.data) be->ops->release_weight(be, &m->output_norm);
+    free(m->layers);
+    free(m->rope_factors);
+    free(m->name);
+    hl_tokenizer_free(m->tok);
+    free(m);
+}
