@@ -55,7 +55,8 @@ static int wait_for_gen(hl_threadpool *pool, int seen) {
 static void *worker_main(void *arg) {
     worker *w = arg;
     hl_threadpool *pool = w->pool;
-    int seen = atomic_load(&pool->gen);
+    // Generation 0 is the one at creation: a worker that starts late must still see run 1.
+    int seen = 0;
     for (;;) {
         seen = wait_for_gen(pool, seen);
         if (atomic_load(&pool->stop)) return NULL;
