@@ -1,0 +1,679 @@
+// sampler: token selection for one request. See sampler.h for the contract and the order of
+// the processing steps.
+#include "engine/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define N_BUCKETS 1024 // weight-magnitude buckets for wide nuclei (see bucket_of)
+
+// One candidate token: its value (an adjusted logit, later an unnormalized probability).
+typedef struct cand {
+    float v;
+    int32_t id;
+} cand;
+
+// Penalty counts of one distinct token.
+typedef struct tok_count {
+    int32_t id;
+    int32_t n_window; // occurrences inside the repetition window
+    int32_t n_gen;    // occurrences among the generated tokens
+} tok_count;
+
+struct hl_sampler {
+    hl_sampler_params p; // copy; its pointer fields are NULL (the copies live below)
+    int n_vocab;
+    hl_rng rng;
+    hl_logit_bias *bias; // owned (n_bias)
+    int n_bias;
+    int32_t *stop_ids;   // owned (n_stop_ids)
+    int n_stop_ids;
+    int32_t eog_ids[HL_SAMPLER_MAX_EOG_IDS];
+    int n_eog;
+    bool rep_on; // repetition penalty active (r != 1 and a non-empty window)
+    bool fp_on;  // frequency or presence penalty active
+    // Distinct-token counts: dense array + open-addressing index (slot -> counts index or -1).
+    tok_count *counts; // owned (cap_counts)
+    int n_counts, cap_counts;
+    int32_t *slots;    // owned (n_slots, a power of two, at most half full)
+    int n_slots;
+    // Repetition window when penalty_last_n > 0: ring of the last tokens, oldest at ring_head.
+    int32_t *ring;     // owned (ring_cap <= penalty_last_n)
+    int ring_cap, ring_head, ring_len;
+    int n_generated;
+    float *work; // owned (n_vocab): adjusted logits, then exp weights
+    cand *cands; // owned (n_vocab): top-k heap, nucleus, candidates
+    int32_t bucket_n[N_BUCKETS]; // nucleus_buckets: tokens and weight per magnitude bucket
+    double bucket_sum[N_BUCKETS];
+};
+
+// ---- parameters ----
+
+hl_sampler_params hl_sampler_default_params(void) {
+    hl_sampler_params p;
+    memset(&p, 0, sizeof(p));
+    p.temperature = 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    p.repetition_penalty = 1.0f;
+    p.penalty_last_n = -1;
+    p.penalty_prompt = true;
+    p.max_tokens = -1;
+    return p;
+}
+
+static bool in_range(float x, float lo, float hi) { return isfinite(x) && x >= lo && x <= hi; }
+
+static int check_ids(const int32_t *ids, int n, int n_vocab, const char *what, hl_error *err) {
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= n_vocab)
+            return hl_errorf(err, HL_ERR_INVAL, "%s[%d] = %d is not a token id (vocabulary: %d)",
+                             what, i, (int)ids[i], n_vocab);
+    }
+    return HL_OK;
+}
+
+static int check_bias(const hl_sampler_params *p, int n_vocab, hl_error *err) {
+    if (p->n_logit_bias < 0 || p->n_logit_bias > HL_SAMPLER_MAX_LOGIT_BIAS)
+        return hl_errorf(err, HL_ERR_INVAL, "logit_bias has %d entries, at most %d allowed",
+                         p->n_logit_bias, HL_SAMPLER_MAX_LOGIT_BIAS);
+    if (p->n_logit_bias > 0 && !p->logit_bias)
+        return hl_errorf(err, HL_ERR_INVAL, "logit_bias is NULL with %d entries", p->n_logit_bias);
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        hl_logit_bias b = p->logit_bias[i];
+        if (b.id < 0 || b.id >= n_vocab)
+            return hl_errorf(err, HL_ERR_INVAL, "logit_bias: %d is not a token id (vocabulary: %d)",
+                             (int)b.id, n_vocab);
+        if (!in_range(b.bias, -100.0f, 100.0f))
+            return hl_errorf(err, HL_ERR_INVAL, "logit_bias for token %d must be in [-100, 100], "
+                             "got %g", (int)b.id, (double)b.bias);
+        for (int j = 0; j < i; j++) {
+            if (p->logit_bias[j].id == b.id)
+                return hl_errorf(err, HL_ERR_INVAL, "logit_bias: token %d given twice", (int)b.id);
+        }
+    }
+    return HL_OK;
+}
+
+static int check_truncation(const hl_sampler_params *p, hl_error *err) {
+    if (!in_range(p->temperature, 0.0f, HL_SAMPLER_MAX_TEMPERATURE))
+        return hl_errorf(err, HL_ERR_INVAL, "temperature must be in [0, %g], got %g",
+                         (double)HL_SAMPLER_MAX_TEMPERATURE, (double)p->temperature);
+    if (p->top_k < 0)
+        return hl_errorf(err, HL_ERR_INVAL, "top_k must be >= 0 (0 = off), got %d", p->top_k);
+    if (!in_range(p->top_p, 0.0f, 1.0f) || p->top_p == 0.0f)
+        return hl_errorf(err, HL_ERR_INVAL, "top_p must be in (0, 1], got %g", (double)p->top_p);
+    if (!in_range(p->min_p, 0.0f, 1.0f))
+        return hl_errorf(err, HL_ERR_INVAL, "min_p must be in [0, 1], got %g", (double)p->min_p);
+    return HL_OK;
+}
+
+static int check_penalties(const hl_sampler_params *p, hl_error *err) {
+    if (!in_range(p->repetition_penalty, 0.0f, 100.0f) || p->repetition_penalty == 0.0f)
+        return hl_errorf(err, HL_ERR_INVAL, "repetition_penalty must be in (0, 100], got %g",
+                         (double)p->repetition_penalty);
+    if (p->penalty_last_n < -1)
+        return hl_errorf(err, HL_ERR_INVAL, "penalty_last_n must be >= -1 (-1 = all), got %d",
+                         p->penalty_last_n);
+    if (!in_range(p->frequency_penalty, -2.0f, 2.0f))
+        return hl_errorf(err, HL_ERR_INVAL, "frequency_penalty must be in [-2, 2], got %g",
+                         (double)p->frequency_penalty);
+    if (!in_range(p->presence_penalty, -2.0f, 2.0f))
+        return hl_errorf(err, HL_ERR_INVAL, "presence_penalty must be in [-2, 2], got %g",
+                         (double)p->presence_penalty);
+    return HL_OK;
+}
+
+static int check_outputs(const hl_sampler_params *p, int n_vocab, hl_error *err) {
+    if (p->n_logprobs < 0 || p->n_logprobs > HL_SAMPLER_MAX_LOGPROBS)
+        return hl_errorf(err, HL_ERR_INVAL, "top_logprobs must be in [0, %d], got %d",
+                         HL_SAMPLER_MAX_LOGPROBS, p->n_logprobs);
+    if (p->n_logprobs > 0 && !p->logprobs)
+        return hl_errorf(err, HL_ERR_INVAL, "top_logprobs needs logprobs to be true");
+    if (p->max_tokens < -1 || p->max_tokens == 0)
+        return hl_errorf(err, HL_ERR_INVAL, "max_tokens must be >= 1 (or -1 = no limit), got %d",
+                         p->max_tokens);
+    if (p->n_stop_ids < 0 || p->n_stop_ids > HL_SAMPLER_MAX_STOP_IDS)
+        return hl_errorf(err, HL_ERR_INVAL, "%d stop token ids, at most %d allowed", p->n_stop_ids,
+                         HL_SAMPLER_MAX_STOP_IDS);
+    if (p->n_stop_ids > 0 && !p->stop_ids)
+        return hl_errorf(err, HL_ERR_INVAL, "stop_ids is NULL with %d entries", p->n_stop_ids);
+    return check_ids(p->stop_ids, p->n_stop_ids, n_vocab, "stop_token_ids", err);
+}
+
+int hl_sampler_params_validate(const hl_sampler_params *p, int n_vocab, hl_error *err) {
+    HL_ASSERT(p);
+    if (n_vocab < 1)
+        return hl_errorf(err, HL_ERR_INVAL, "vocabulary size must be >= 1, got %d", n_vocab);
+    int rc = check_truncation(p, err);
+    if (rc == HL_OK) rc = check_penalties(p, err);
+    if (rc == HL_OK) rc = check_bias(p, n_vocab, err);
+    if (rc == HL_OK) rc = check_outputs(p, n_vocab, err);
+    return rc;
+}
+
+// ---- create / free ----
+
+static uint64_t clock_seed(const void *salt) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t t = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return hl_hash64(t ^ hl_hash64((uint64_t)(uintptr_t)salt));
+}
+
+hl_sampler *hl_sampler_create(const hl_sampler_params *p, int n_vocab, hl_error *err) {
+    HL_ASSERT(p);
+    if (hl_sampler_params_validate(p, n_vocab, err) != HL_OK) return NULL;
+    hl_sampler *s = hl_xcalloc(1, sizeof(*s));
+    s->p = *p;
+    s->p.logit_bias = NULL;
+    s->p.stop_ids = NULL;
+    s->n_vocab = n_vocab;
+    // Hash the seed so nearby seeds start far apart in the splitmix64 sequence.
+    s->rng.state = hl_hash64(p->has_seed ? p->seed : clock_seed(s));
+    s->n_bias = p->n_logit_bias;
+    s->bias = hl_xmalloc(sizeof(*s->bias) * (size_t)(s->n_bias + 1));
+    if (s->n_bias > 0) memcpy(s->bias, p->logit_bias, sizeof(*s->bias) * (size_t)s->n_bias);
+    s->n_stop_ids = p->n_stop_ids;
+    s->stop_ids = hl_xmalloc(sizeof(int32_t) * (size_t)(s->n_stop_ids + 1));
+    if (s->n_stop_ids > 0) memcpy(s->stop_ids, p->stop_ids, sizeof(int32_t) * (size_t)s->n_stop_ids);
+    s->rep_on = p->repetition_penalty != 1.0f && p->penalty_last_n != 0;
+    s->fp_on = p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+    s->work = malloc(sizeof(float) * (size_t)n_vocab);
+    s->cands = malloc(sizeof(cand) * (size_t)n_vocab);
+    if (!s->work || !s->cands) {
+        hl_sampler_free(s);
+        hl_errorf(err, HL_ERR_NOMEM, "sampler scratch for %d tokens", n_vocab);
+        return NULL;
+    }
+    return s;
+}
+
+void hl_sampler_free(hl_sampler *s) {
+    if (!s) return;
+    free(s->bias);
+    free(s->stop_ids);
+    free(s->counts);
+    free(s->slots);
+    free(s->ring);
+    free(s->work);
+    free(s->cands);
+    free(s);
+}
+
+int hl_sampler_set_eog_ids(hl_sampler *s, const int32_t *ids, int n_ids, hl_error *err) {
+    HL_ASSERT(s && (ids || n_ids == 0));
+    if (n_ids < 0 || n_ids > HL_SAMPLER_MAX_EOG_IDS)
+        return hl_errorf(err, HL_ERR_INVAL, "%d end-of-generation ids, at most %d allowed", n_ids,
+                         HL_SAMPLER_MAX_EOG_IDS);
+    int rc = check_ids(ids, n_ids, s->n_vocab, "end-of-generation ids", err);
+    if (rc != HL_OK) return rc;
+    if (n_ids > 0) memcpy(s->eog_ids, ids, sizeof(int32_t) * (size_t)n_ids);
+    s->n_eog = n_ids;
+    return HL_OK;
+}
+
+// ---- token counts (O(distinct tokens), grown geometrically in accept) ----
+
+static uint32_t slot_of(int32_t id, int n_slots) {
+    return (uint32_t)hl_hash64((uint64_t)(uint32_t)id) & (uint32_t)(n_slots - 1);
+}
+
+static void rehash(hl_sampler *s, int n_slots) {
+    free(s->slots);
+    s->slots = hl_xmalloc(sizeof(int32_t) * (size_t)n_slots);
+    memset(s->slots, 0xff, sizeof(int32_t) * (size_t)n_slots); // all -1
+    s->n_slots = n_slots;
+    for (int i = 0; i < s->n_counts; i++) {
+        uint32_t h = slot_of(s->counts[i].id, n_slots);
+        while (s->slots[h] >= 0) h = (h + 1) & (uint32_t)(n_slots - 1);
+        s->slots[h] = i;
+    }
+}
+
+// The counts entry of id, created (zeroed) when new.
+static tok_count *count_entry(hl_sampler *s, int32_t id) {
+    if (2 * (s->n_counts + 1) > s->n_slots) rehash(s, s->n_slots ? 2 * s->n_slots : 64);
+    uint32_t h = slot_of(id, s->n_slots);
+    while (s->slots[h] >= 0) {
+        if (s->counts[s->slots[h]].id == id) return &s->counts[s->slots[h]];
+        h = (h + 1) & (uint32_t)(s->n_slots - 1);
+    }
+    if (s->n_counts == s->cap_counts) {
+        s->cap_counts = s->cap_counts ? 2 * s->cap_counts : 32;
+        s->counts = hl_xrealloc(s->counts, sizeof(tok_count) * (size_t)s->cap_counts);
+    }
+    s->slots[h] = s->n_counts;
+    s->counts[s->n_counts] = (tok_count){.id = id};
+    return &s->counts[s->n_counts++];
+}
+
+// Grows the window ring (oldest first after the copy), never past penalty_last_n.
+static void ring_grow(hl_sampler *s) {
+    int cap = s->ring_cap ? s->ring_cap : 32;
+    cap = cap > s->p.penalty_last_n / 2 ? s->p.penalty_last_n : 2 * cap;
+    int32_t *r = hl_xmalloc(sizeof(int32_t) * (size_t)cap);
+    for (int i = 0; i < s->ring_len; i++) r[i] = s->ring[(s->ring_head + i) % s->ring_cap];
+    free(s->ring);
+    s->ring = r;
+    s->ring_cap = cap;
+    s->ring_head = 0;
+}
+
+static void window_push(hl_sampler *s, int32_t id) {
+    count_entry(s, id)->n_window++;
+    if (s->p.penalty_last_n < 0) return; // the window is the whole history
+    if (s->ring_len == s->p.penalty_last_n) {
+        int32_t old = s->ring[s->ring_head];
+        count_entry(s, old)->n_window--;
+        s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        s->ring_len--;
+    }
+    if (s->ring_len == s->ring_cap) ring_grow(s);
+    s->ring[(s->ring_head + s->ring_len) % s->ring_cap] = id;
+    s->ring_len++;
+}
+
+int hl_sampler_accept_prompt(hl_sampler *s, const int32_t *ids, int n_ids, hl_error *err) {
+    HL_ASSERT(s && (ids || n_ids == 0));
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return hl_errorf(err, HL_ERR_INVAL, "prompt token %d at position %d is out of range "
+                             "(vocabulary: %d)", (int)ids[i], i, s->n_vocab);
+        if (s->rep_on && s->p.penalty_prompt) window_push(s, ids[i]);
+    }
+    return HL_OK;
+}
+
+int hl_sampler_accept(hl_sampler *s, int32_t token, hl_error *err) {
+    HL_ASSERT(s);
+    if (token < 0 || token >= s->n_vocab)
+        return hl_errorf(err, HL_ERR_INVAL, "token %d is out of range (vocabulary: %d)",
+                         (int)token, s->n_vocab);
+    s->n_generated++;
+    if (s->rep_on) window_push(s, token);
+    if (s->fp_on) count_entry(s, token)->n_gen++;
+    return HL_OK;
+}
+
+// ---- stop conditions ----
+
+static bool in_list(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++) {
+        if (ids[i] == id) return true;
+    }
+    return false;
+}
+
+bool hl_sampler_is_stop_token(const hl_sampler *s, int32_t id) {
+    HL_ASSERT(s);
+    if (in_list(s->stop_ids, s->n_stop_ids, id)) return true;
+    return !s->p.ignore_eos && in_list(s->eog_ids, s->n_eog, id);
+}
+
+enum hl_sampler_finish hl_sampler_finish_reason(const hl_sampler *s, int32_t token) {
+    if (hl_sampler_is_stop_token(s, token)) return HL_SAMPLER_FINISH_STOP;
+    if (s->p.max_tokens > 0 && s->n_generated >= s->p.max_tokens) return HL_SAMPLER_FINISH_LENGTH;
+    return HL_SAMPLER_FINISH_NONE;
+}
+
+int hl_sampler_n_generated(const hl_sampler *s) { return s->n_generated; }
+
+// ---- logits -> adjusted logits ----
+
+// 1 for NaN or +inf, else 0; integer tests on the bits so that loops over it vectorize.
+static inline uint32_t is_bad(float f) {
+    union { float f; uint32_t u; } x = {.f = f};
+    return (x.u - 0x7f800000u < 0x00800000u) | (x.u > 0xff800000u); // +inf or +NaN | -NaN
+}
+
+// True when v[0..n) holds a NaN or +inf.
+static bool any_bad(const float *v, int n) {
+    uint32_t lane[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) lane[j] += is_bad(v[i + j]);
+    }
+    uint32_t bad = 0;
+    for (; i < n; i++) bad += is_bad(v[i]);
+    for (int j = 0; j < 8; j++) bad += lane[j];
+    return bad > 0;
+}
+
+// Copies logits into s->work, rejecting NaN and +inf, then applies bias and penalties to the
+// few tokens they touch.
+static int load_logits(hl_sampler *s, const float *logits, hl_error *err) {
+    float *w = s->work;
+    memcpy(w, logits, sizeof(float) * (size_t)s->n_vocab);
+    if (any_bad(w, s->n_vocab)) {
+        int i = 0;
+        while (logits[i] < INFINITY) i++;
+        return hl_errorf(err, HL_ERR_INVAL, "logits[%d] is %g", i, (double)logits[i]);
+    }
+    for (int i = 0; i < s->n_bias; i++) {
+        hl_logit_bias b = s->bias[i];
+        w[b.id] = b.bias <= -100.0f ? -INFINITY : w[b.id] + b.bias;
+    }
+    const float r = s->p.repetition_penalty;
+    for (int i = 0; i < s->n_counts; i++) {
+        tok_count c = s->counts[i];
+        float x = w[c.id];
+        if (s->rep_on && c.n_window > 0) x = x > 0.0f ? x / r : x * r;
+        if (s->fp_on && c.n_gen > 0)
+            x -= (float)c.n_gen * s->p.frequency_penalty + s->p.presence_penalty;
+        w[c.id] = x;
+    }
+    return HL_OK;
+}
+
+// ---- selection ----
+
+// True when a ranks below b: lower value, or equal value and higher id (lower ids win ties).
+static inline bool ranks_below(cand a, cand b) { return a.v < b.v || (a.v == b.v && a.id > b.id); }
+
+// Min-heap by rank (the root is the worst kept candidate).
+static void sift_down(cand *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, m = i;
+        if (l < n && ranks_below(h[l], h[m])) m = l;
+        if (l + 1 < n && ranks_below(h[l + 1], h[m])) m = l + 1;
+        if (m == i) return;
+        cand t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+// Pushes (v, id) into the heap of the k best when it beats the worst kept one.
+static inline void heap_offer(cand *h, int k, float v, int32_t id) {
+    if (v <= h[0].v) return; // equal value: the kept one has the lower id
+    h[0] = (cand){v, id};
+    sift_down(h, k, 0);
+}
+
+// The k best of v[0..n) into out[0..k), best first (ties: lower id first). One O(n) pass that
+// skips whole blocks of 8 below the worst kept value, plus O(log k) per heap change; v must
+// hold no NaN.
+static void select_top(const float *v, int n, int k, cand *out) {
+    for (int i = 0; i < k; i++) out[i] = (cand){v[i], i};
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(out, k, i);
+    int i = k;
+    for (; i + 8 <= n; i += 8) {
+        float m = v[i];
+        for (int j = 1; j < 8; j++) m = v[i + j] > m ? v[i + j] : m;
+        if (m <= out[0].v) continue; // hot: almost every block stops here
+        for (int j = 0; j < 8; j++) heap_offer(out, k, v[i + j], i + j);
+    }
+    for (; i < n; i++) heap_offer(out, k, v[i], i);
+    for (int end = k - 1; end > 0; end--) { // heap sort: the worst goes to the back
+        cand t = out[0];
+        out[0] = out[end];
+        out[end] = t;
+        sift_down(out, end, 0);
+    }
+}
+
+// Largest of v[0..n) (no NaN), in 8 lanes so the compiler vectorizes it.
+static float max_value(const float *v, int n) {
+    float lane[8];
+    for (int j = 0; j < 8; j++) lane[j] = -INFINITY;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) lane[j] = v[i + j] > lane[j] ? v[i + j] : lane[j];
+    }
+    for (; i < n; i++) lane[0] = v[i] > lane[0] ? v[i] : lane[0];
+    float m = lane[0];
+    for (int j = 1; j < 8; j++) m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+// Lowest index holding the largest value of v[0..n) (no NaN).
+static int argmax(const float *v, int n) {
+    float m = max_value(v, n);
+    int i = 0;
+    while (v[i] != m) i++;
+    return i;
+}
+
+// exp(x) for x <= 0, and exactly 0 below -87 (so -inf, a masked token, weighs 0). Cephes'
+// expf polynomial, relative error below 1e-7. Written without branches or selects because
+// GCC vectorizes it at -O2 only then (no if-conversion); libm's expf costs ~4x more per token.
+static inline float exp_nonpos(float x) {
+    union { float f; int32_t i; } u = {.f = x};
+    int32_t ax = u.i & 0x7fffffff;                                     // bits of |x|
+    int32_t over = -(int32_t)((uint32_t)(0x42ae0000 - ax) >> 31);       // -1 when |x| > 87
+    u.i = (ax & ~over) | (0x42ae0000 & over);                           // |x| clamped to 87
+    float xc = -u.f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2)
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;              // x - n ln 2, in two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } y = {.i = ((int32_t)n + 127) << 23}; // 2^n, n in [-126, 0]
+    y.f *= p;
+    y.i &= ~over;
+    return y.f;
+}
+
+// v[i] = exp((v[i] - max) / t) in place (max >= every v[i]); returns the sum. hot: the
+// full-vocabulary paths spend their time here.
+static double exp_weights(float *v, int n, float max, float inv_t) {
+    double sum = 0.0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float acc = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            v[i + j] = exp_nonpos((v[i + j] - max) * inv_t);
+            acc += v[i + j];
+        }
+        sum += acc;
+    }
+    for (; i < n; i++) {
+        v[i] = exp_nonpos((v[i] - max) * inv_t);
+        sum += v[i];
+    }
+    return sum;
+}
+
+static double uniform(hl_rng *r) { return (double)(hl_rng_next(r) >> 11) * 0x1.0p-53; }
+
+// Draws from weights c[0..n) (not all zero): the first whose running sum passes u * total.
+static int32_t draw(hl_rng *rng, const cand *c, int n) {
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += c[i].v;
+    double r = uniform(rng) * total, cum = 0.0;
+    int last = 0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].v <= 0.0f) continue;
+        cum += c[i].v;
+        last = i;
+        if (r < cum) return c[i].id;
+    }
+    return c[last].id; // rounding left r at the very top
+}
+
+// Same over the whole vocabulary of weights w (sum total).
+static int32_t draw_all(hl_rng *rng, const float *w, int n, double total) {
+    double r = uniform(rng) * total, cum = 0.0;
+    int last = 0;
+    for (int i = 0; i < n; i++) {
+        if (w[i] <= 0.0f) continue;
+        cum += w[i];
+        last = i;
+        if (r < cum) return i;
+    }
+    return last;
+}
+
+// Length of the smallest best-first prefix of c whose weight reaches top_p * total (HF's rule:
+// a token stays when the mass strictly before it is below top_p); 0 when c[0..n) falls short.
+static int nucleus_len(const cand *c, int n, double total, float top_p) {
+    double want = (double)top_p * total, cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        cum += c[i].v;
+        if (cum >= want) return i + 1;
+    }
+    return 0;
+}
+
+// Bucket of a weight w in [0, 1] by its float bits: 8 buckets per octave below 1, so bucket 0
+// holds the weights closest to 1 and 0 falls in bucket 1016.
+static inline int bucket_of(float w) {
+    union { float f; uint32_t u; } x = {.f = w};
+    uint32_t d = (0x3f800000u - x.u) >> 20;
+    return d < N_BUCKETS ? (int)d : N_BUCKETS - 1;
+}
+
+static int cmp_cand_desc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+// Nucleus of a wide distribution in two O(V) passes: bucket the weights by magnitude, find the
+// bucket where the running mass (best buckets first) reaches top_p * total, take every token of
+// the better buckets (unsorted: drawing does not need order) plus the best-first prefix of that
+// bucket that completes the nucleus. Only that one bucket is sorted.
+static int nucleus_buckets(hl_sampler *s, double total) {
+    const float *w = s->work;
+    memset(s->bucket_n, 0, sizeof(s->bucket_n));
+    memset(s->bucket_sum, 0, sizeof(s->bucket_sum));
+    for (int i = 0; i < s->n_vocab; i++) {
+        int b = bucket_of(w[i]);
+        s->bucket_n[b]++;
+        s->bucket_sum[b] += w[i];
+    }
+    double want = (double)s->p.top_p * total, cum = 0.0;
+    int c = 0;
+    while (c < N_BUCKETS - 1 && cum + s->bucket_sum[c] < want) cum += s->bucket_sum[c++];
+    cand *in = s->cands, *edge = s->cands + (s->n_vocab - s->bucket_n[c]);
+    int n = 0, n_edge = 0;
+    for (int i = 0; i < s->n_vocab; i++) {
+        int b = bucket_of(w[i]);
+        if (b < c) in[n++] = (cand){w[i], i};
+        else if (b == c) edge[n_edge++] = (cand){w[i], i};
+    }
+    qsort(edge, (size_t)n_edge, sizeof(cand), cmp_cand_desc);
+    for (int i = 0; i < n_edge && cum < want; i++) { // the mass before it is below top_p
+        in[n++] = edge[i];
+        cum += edge[i].v;
+    }
+    return n;
+}
+
+// Nucleus over the whole vocabulary of weights (s->work): the best 64, then 512, candidates by
+// partial selection, which settles the usual peaked distributions in one cheap pass each;
+// wider ones go to nucleus_buckets. The result is best-first only in the first case.
+static int nucleus_full(hl_sampler *s, double total) {
+    for (int m = 64; m <= 512; m *= 8) {
+        int k = m < s->n_vocab ? m : s->n_vocab;
+        select_top(s->work, s->n_vocab, k, s->cands);
+        int n = nucleus_len(s->cands, k, total, s->p.top_p);
+        if (n > 0) return n;
+        if (k == s->n_vocab) return k; // rounding: the whole vocabulary
+    }
+    return nucleus_buckets(s, total);
+}
+
+// Keeps candidates with weight >= min_p (weights are relative to the best, which is 1).
+static int min_p_filter(cand *c, int n, float min_p) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (c[i].v >= min_p) c[k++] = c[i];
+    }
+    return k;
+}
+
+static int all_banned(hl_error *err) {
+    return hl_errorf(err, HL_ERR_INVAL, "every token is banned or masked (-inf)");
+}
+
+// Top-k first (partial selection), then top-p on the sorted k, then min-p.
+static int pick_top_k(hl_sampler *s, int k, int32_t *token, hl_error *err) {
+    cand *c = s->cands;
+    select_top(s->work, s->n_vocab, k, c);
+    float max = c[0].v, inv_t = 1.0f / s->p.temperature;
+    if (max == -INFINITY) return all_banned(err);
+    double total = 0.0;
+    for (int i = 0; i < k; i++) {
+        c[i].v = exp_nonpos((c[i].v - max) * inv_t);
+        total += c[i].v;
+    }
+    int n = s->p.top_p < 1.0f ? nucleus_len(c, k, total, s->p.top_p) : k;
+    if (n == 0) n = k; // rounding: keep all k
+    if (s->p.min_p > 0.0f) n = min_p_filter(c, n, s->p.min_p);
+    *token = draw(&s->rng, c, n);
+    return HL_OK;
+}
+
+static int pick_random(hl_sampler *s, int32_t *token, hl_error *err) {
+    int V = s->n_vocab;
+    if (s->p.top_k > 0 && s->p.top_k < V) return pick_top_k(s, s->p.top_k, token, err);
+    float max = max_value(s->work, V);
+    if (max == -INFINITY) return all_banned(err);
+    double total = exp_weights(s->work, V, max, 1.0f / s->p.temperature);
+    if (s->p.top_p < 1.0f) {
+        int n = nucleus_full(s, total);
+        if (s->p.min_p > 0.0f) n = min_p_filter(s->cands, n, s->p.min_p);
+        *token = draw(&s->rng, s->cands, n);
+        return HL_OK;
+    }
+    if (s->p.min_p > 0.0f) {
+        int n = 0;
+        for (int i = 0; i < V; i++) {
+            if (s->work[i] >= s->p.min_p) s->cands[n++] = (cand){s->work[i], i};
+        }
+        *token = draw(&s->rng, s->cands, n);
+        return HL_OK;
+    }
+    *token = draw_all(&s->rng, s->work, V, total);
+    return HL_OK;
+}
+
+// Raw logprobs (vLLM's default): log-softmax of the unmodified logits.
+static void fill_logprobs(hl_sampler *s, const float *logits, hl_sample_result *out) {
+    int V = s->n_vocab;
+    float max = max_value(logits, V);
+    memcpy(s->work, logits, sizeof(float) * (size_t)V);
+    double lse = (double)max + log(exp_weights(s->work, V, max, 1.0f));
+    out->logprob = (float)((double)logits[out->token] - lse);
+    out->n_top = s->p.n_logprobs;
+    if (out->n_top == 0) return;
+    select_top(logits, V, out->n_top, s->cands);
+    for (int i = 0; i < out->n_top; i++) {
+        out->top[i].id = s->cands[i].id;
+        out->top[i].logprob = (float)((double)s->cands[i].v - lse);
+    }
+}
+
+int hl_sampler_sample(hl_sampler *s, const float *logits, hl_sample_result *out, hl_error *err) {
+    HL_ASSERT(s && logits && out);
+    out->n_top = 0;
+    out->logprob = NAN;
+    int rc = load_logits(s, logits, err);
+    if (rc != HL_OK) return rc;
+    if (s->p.temperature < HL_SAMPLER_GREEDY_EPS) {
+        out->token = argmax(s->work, s->n_vocab);
+        if (s->work[out->token] == -INFINITY) return all_banned(err);
+    } else {
+        rc = pick_random(s, &out->token, err);
+        if (rc != HL_OK) return rc;
+    }
+    if (s->p.logprobs) fill_logprobs(s, logits, out);
+    return HL_OK;
+}
+
+int hl_sampler_adjust_logits(hl_sampler *s, const float *logits, float *out, hl_error *err) {
+    HL_ASSERT(s && logits && out);
+    int rc = load_logits(s, logits, err);
+    if (rc != HL_OK) return rc;
+    memcpy(out, s->work, sizeof(float) * (size_t)s->n_vocab);
+    return HL_OK;
+}

@@ -1,0 +1,755 @@
+// Unit tests for engine/sampler: greedy and truncation rules, seeded reproducibility,
+// distributions (fixed seeds, so deterministic, with chi-square bounds far from the typical
+// value), penalties against a plain reimplementation, logit bias, raw logprobs against a
+// double-precision log-softmax, stop ids and parameter validation.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine/sampler.h"
+
+// ---- helpers ----
+
+static float *random_logits(int n, uint64_t seed, float scale) {
+    float *l = malloc(sizeof(float) * (size_t)n);
+    hl_rng rng = {seed};
+    for (int i = 0; i < n; i++) l[i] = (hl_rng_uniform(&rng) - 0.5f) * scale;
+    return l;
+}
+
+static hl_sampler *make(const hl_sampler_params *p, int n_vocab) {
+    hl_error err = {0};
+    hl_sampler *s = hl_sampler_create(p, n_vocab, &err);
+    ck_assert_msg(s != NULL, "create: %s", err.msg);
+    return s;
+}
+
+static int32_t sample1(hl_sampler *s, const float *logits) {
+    hl_error err = {0};
+    hl_sample_result r;
+    int rc = hl_sampler_sample(s, logits, &r, &err);
+    // ck_abort only on failure: Check logs every ck_assert, which is slow over many draws.
+    if (rc != HL_OK || r.token < 0) ck_abort_msg("sample: %s", err.msg);
+    return r.token;
+}
+
+static int ref_argmax(const float *l, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) {
+        if (l[i] > l[best]) best = i;
+    }
+    return best;
+}
+
+// softmax(l / t) in double over the tokens with keep[i] (NULL: all).
+static void ref_softmax(const float *l, int n, double t, const bool *keep, double *p) {
+    double max = -INFINITY, sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if ((!keep || keep[i]) && l[i] > max) max = l[i];
+    }
+    for (int i = 0; i < n; i++) {
+        p[i] = (!keep || keep[i]) ? exp(((double)l[i] - max) / t) : 0.0;
+        sum += p[i];
+    }
+    for (int i = 0; i < n; i++) p[i] /= sum;
+}
+
+// Token ids sorted by logit, best first (ties: lower id first).
+static void ref_order(const float *l, int n, int *order) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 1; i < n; i++) { // insertion sort: small n in tests
+        int x = order[i], j = i - 1;
+        while (j >= 0 && (l[order[j]] < l[x] || (l[order[j]] == l[x] && order[j] > x))) {
+            order[j + 1] = order[j];
+            j--;
+        }
+        order[j + 1] = x;
+    }
+}
+
+// Draws n_draws tokens; asserts each is allowed by p (p[tok] > 0) and that the counts fit p:
+// Pearson chi-square over the cells with expected count >= 5 (rarer cells pooled) stays below
+// a bound that a correct sampler exceeds with probability < 1e-9 (df <= 60: mean df, sd
+// sqrt(2 df); bound = df + 12 sqrt(2 df) + 20). The seed is fixed, so the test is
+// deterministic; the bound only guards against choosing a lucky seed for a wrong sampler.
+static void check_distribution(hl_sampler *s, const float *logits, const double *p, int n,
+                               int n_draws) {
+    long *count = calloc((size_t)n, sizeof(long));
+    for (int d = 0; d < n_draws; d++) {
+        int32_t t = sample1(s, logits);
+        if (t >= n || p[t] <= 0.0) ck_abort_msg("token %d drawn but has probability 0", (int)t);
+        count[t]++;
+    }
+    double chi2 = 0.0, pooled_e = 0.0, pooled_o = 0.0;
+    int df = -1;
+    for (int i = 0; i < n; i++) {
+        double e = p[i] * n_draws;
+        if (e < 5.0) {
+            pooled_e += e;
+            pooled_o += (double)count[i];
+            continue;
+        }
+        chi2 += (count[i] - e) * (count[i] - e) / e;
+        df++;
+    }
+    if (pooled_e >= 5.0) {
+        chi2 += (pooled_o - pooled_e) * (pooled_o - pooled_e) / pooled_e;
+        df++;
+    } else {
+        ck_assert_msg(pooled_o <= pooled_e + 10.0, "rare tokens drawn %g times, expected %g",
+                      pooled_o, pooled_e);
+    }
+    if (df < 1) df = 1;
+    double bound = df + 12.0 * sqrt(2.0 * df) + 20.0;
+    ck_assert_msg(chi2 < bound, "chi-square %.1f over %d df (bound %.1f)", chi2, df, bound);
+    free(count);
+}
+
+// ---- greedy and top-k = 1 ----
+
+START_TEST(test_greedy_is_argmax_lowest_id_on_ties) {
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = 0.0f;
+    for (int n = 1; n <= 70; n++) { // every tail length around the 8-wide blocks
+        float *l = random_logits(n, 100 + (uint64_t)n, 10.0f);
+        hl_sampler *s = make(&p, n);
+        ck_assert_int_eq(sample1(s, l), ref_argmax(l, n));
+        // Ties: the maximum copied to several places, the lowest id wins.
+        int a = (n * 7) % n, b = (n * 3 + 1) % n;
+        l[a] = l[b] = 100.0f;
+        ck_assert_int_eq(sample1(s, l), a < b ? a : b);
+        hl_sampler_free(s);
+        free(l);
+    }
+    float tie[6] = {1, 5, 3, 5, -INFINITY, 5};
+    hl_sampler *s = make(&p, 6);
+    ck_assert_int_eq(sample1(s, tie), 1);
+    hl_sampler_free(s);
+}
+END_TEST
+
+START_TEST(test_top_k_1_is_greedy_at_any_temperature) {
+    const float temps[] = {0.05f, 0.7f, 1.0f, 2.0f};
+    for (int ti = 0; ti < 4; ti++) {
+        hl_sampler_params p = hl_sampler_default_params();
+        p.temperature = temps[ti];
+        p.top_k = 1;
+        p.has_seed = true;
+        p.seed = 9;
+        hl_sampler *s = make(&p, 1000);
+        for (int k = 0; k < 50; k++) {
+            float *l = random_logits(1000, 500 + (uint64_t)k, 4.0f);
+            if (k % 5 == 0) l[999] = l[3] = 50.0f; // a tie: id 3 wins
+            ck_assert_int_eq(sample1(s, l), ref_argmax(l, 1000));
+            free(l);
+        }
+        hl_sampler_free(s);
+    }
+}
+END_TEST
+
+// ---- seeds ----
+
+static void draw_seq(uint64_t seed, const hl_sampler_params *base, const float *l, int n,
+                     int32_t *out, int n_out, hl_sampler *noise) {
+    hl_sampler_params p = *base;
+    p.has_seed = true;
+    p.seed = seed;
+    hl_sampler *s = make(&p, n);
+    for (int i = 0; i < n_out; i++) {
+        out[i] = sample1(s, l);
+        if (noise) sample1(noise, l); // another request drawing in between
+    }
+    hl_sampler_free(s);
+}
+
+START_TEST(test_seed_reproducible_and_independent) {
+    const int n = 300, n_out = 200;
+    float *l = random_logits(n, 77, 3.0f);
+    hl_sampler_params cfgs[3];
+    cfgs[0] = hl_sampler_default_params();
+    cfgs[1] = cfgs[0];
+    cfgs[1].top_k = 40;
+    cfgs[1].top_p = 0.9f;
+    cfgs[2] = cfgs[0];
+    cfgs[2].top_p = 0.8f;
+    cfgs[2].min_p = 0.05f;
+    hl_sampler_params np = hl_sampler_default_params();
+    for (int c = 0; c < 3; c++) {
+        int32_t a[200], b[200], d[200];
+        hl_sampler *noise = make(&np, n); // clock-seeded: draws differ run to run
+        draw_seq(1234, &cfgs[c], l, n, a, n_out, NULL);
+        draw_seq(1234, &cfgs[c], l, n, b, n_out, noise);
+        draw_seq(1235, &cfgs[c], l, n, d, n_out, NULL);
+        hl_sampler_free(noise);
+        int same_ab = 0, same_ad = 0;
+        for (int i = 0; i < n_out; i++) {
+            same_ab += a[i] == b[i];
+            same_ad += a[i] == d[i];
+        }
+        ck_assert_int_eq(same_ab, n_out);
+        // Tokens differ most of the time between seeds (each distribution has many options).
+        ck_assert_msg(same_ad < n_out / 2, "config %d: seeds 1234/1235 agree on %d of %d", c,
+                      same_ad, n_out);
+    }
+    free(l);
+}
+END_TEST
+
+// ---- distributions ----
+
+START_TEST(test_temperature_distribution) {
+    const float temps[] = {0.5f, 1.0f, 1.7f};
+    const int sizes[] = {8, 37, 1000};
+    for (int si = 0; si < 3; si++) {
+        for (int ti = 0; ti < 3; ti++) {
+            int n = sizes[si];
+            float *l = random_logits(n, 31 + (uint64_t)si, n > 100 ? 12.0f : 5.0f);
+            double *pr = malloc(sizeof(double) * (size_t)n);
+            ref_softmax(l, n, temps[ti], NULL, pr);
+            hl_sampler_params p = hl_sampler_default_params();
+            p.temperature = temps[ti];
+            p.has_seed = true;
+            p.seed = 4242 + (uint64_t)(si * 3 + ti);
+            hl_sampler *s = make(&p, n);
+            check_distribution(s, l, pr, n, 40000);
+            hl_sampler_free(s);
+            free(pr);
+            free(l);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_top_k_distribution_and_support) {
+    const int n = 500, k = 10;
+    float *l = random_logits(n, 5, 6.0f);
+    int order[500];
+    ref_order(l, n, order);
+    bool keep[500] = {false};
+    for (int i = 0; i < k; i++) keep[order[i]] = true;
+    double pr[500];
+    ref_softmax(l, n, 1.5, keep, pr);
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = 1.5f;
+    p.top_k = k;
+    p.has_seed = true;
+    p.seed = 11;
+    hl_sampler *s = make(&p, n);
+    check_distribution(s, l, pr, n, 30000); // also asserts nothing outside the k best
+    hl_sampler_free(s);
+    free(l);
+}
+END_TEST
+
+// Nucleus by HF's rule in double: token i (best first) stays when the mass before it < top_p.
+// Returns the nucleus size; *margin is how far the cut is from a rounding-sensitive tie.
+static int ref_nucleus(const double *pr, const int *order, int n, double top_p, double *margin) {
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (cum >= top_p) {
+            *margin = fmin(cum - top_p, top_p - (cum - pr[order[i - 1]]));
+            return i;
+        }
+        cum += pr[order[i]];
+    }
+    *margin = 1.0;
+    return n;
+}
+
+static void check_top_p(int n, int top_k, float top_p, float temp, float scale, uint64_t seed) {
+    float *l = random_logits(n, seed, scale);
+    int *order = malloc(sizeof(int) * (size_t)n);
+    double *pr = malloc(sizeof(double) * (size_t)n);
+    bool *keep = calloc((size_t)n, sizeof(bool));
+    ref_order(l, n, order);
+    int kk = top_k > 0 ? top_k : n;
+    for (int i = 0; i < kk; i++) keep[order[i]] = true;
+    ref_softmax(l, n, temp, keep, pr);
+    double margin;
+    int m = ref_nucleus(pr, order, kk, top_p, &margin);
+    ck_assert_msg(margin > 1e-4, "test data too close to the top-p cut (%g)", margin);
+    ck_assert_msg(m > 1 && m < kk, "nucleus of %d tokens is not a real cut", m);
+    memset(keep, 0, sizeof(bool) * (size_t)n);
+    for (int i = 0; i < m; i++) keep[order[i]] = true;
+    ref_softmax(l, n, temp, keep, pr);
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.has_seed = true;
+    p.seed = seed * 7;
+    hl_sampler *s = make(&p, n);
+    check_distribution(s, l, pr, n, 30000);
+    hl_sampler_free(s);
+    free(keep);
+    free(pr);
+    free(order);
+    free(l);
+}
+
+START_TEST(test_top_p_distribution_and_support) {
+    check_top_p(200, 0, 0.9f, 1.0f, 8.0f, 21);   // whole-vocabulary nucleus, small
+    check_top_p(300, 50, 0.7f, 0.8f, 6.0f, 22);  // nucleus inside the top-k set
+    // A flat distribution over 5000 tokens: the nucleus holds thousands, so the candidate
+    // search grows past its first 64 and 512 (support only; too many cells for chi-square).
+    const int n = 5000;
+    float *l = random_logits(n, 23, 1.0f);
+    int *order = malloc(sizeof(int) * (size_t)n);
+    double *pr = malloc(sizeof(double) * (size_t)n);
+    ref_order(l, n, order);
+    ref_softmax(l, n, 1.0, NULL, pr);
+    double margin;
+    int m = ref_nucleus(pr, order, n, 0.6, &margin);
+    ck_assert(m > 600 && margin > 1e-6);
+    bool *in = calloc((size_t)n, sizeof(bool));
+    for (int i = 0; i < m; i++) in[order[i]] = true;
+    hl_sampler_params p = hl_sampler_default_params();
+    p.top_p = 0.6f;
+    p.has_seed = true;
+    p.seed = 3;
+    hl_sampler *s = make(&p, n);
+    int distinct = 0;
+    bool *seen = calloc((size_t)n, sizeof(bool));
+    for (int d = 0; d < 10000; d++) {
+        int32_t t = sample1(s, l);
+        if (!in[t]) ck_abort_msg("token %d outside the nucleus", (int)t);
+        distinct += !seen[t];
+        seen[t] = true;
+    }
+    ck_assert_int_gt(distinct, m * 9 / 10); // and most of the nucleus does occur
+    hl_sampler_free(s);
+    free(seen);
+    free(in);
+    free(pr);
+    free(order);
+    free(l);
+}
+END_TEST
+
+static void check_min_p(int top_k, float top_p, float min_p, float temp, uint64_t seed) {
+    const int n = 400;
+    float *l = random_logits(n, seed, 10.0f);
+    int order[400];
+    double pr[400];
+    bool keep[400] = {false};
+    ref_order(l, n, order);
+    int kk = top_k > 0 ? top_k : n;
+    for (int i = 0; i < kk; i++) keep[order[i]] = true;
+    ref_softmax(l, n, temp, keep, pr);
+    double margin = 1.0;
+    int m = top_p < 1.0f ? ref_nucleus(pr, order, kk, top_p, &margin) : kk;
+    ck_assert(margin > 1e-4);
+    memset(keep, 0, sizeof(keep));
+    double pmax = pr[order[0]];
+    int kept = 0;
+    for (int i = 0; i < m; i++) {
+        double rel = pr[order[i]] / pmax;
+        ck_assert_msg(fabs(rel - min_p) > 1e-4, "test data too close to the min-p cut");
+        keep[order[i]] = rel >= min_p;
+        kept += keep[order[i]];
+    }
+    ck_assert_msg(kept > 1 && kept < m, "min-p keeps %d of %d: not a real cut", kept, m);
+    ref_softmax(l, n, temp, keep, pr);
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.has_seed = true;
+    p.seed = seed + 1000;
+    hl_sampler *s = make(&p, n);
+    check_distribution(s, l, pr, n, 30000);
+    hl_sampler_free(s);
+    free(l);
+}
+
+START_TEST(test_min_p_and_combinations) {
+    check_min_p(0, 1.0f, 0.1f, 1.0f, 41);   // min-p alone, whole vocabulary
+    check_min_p(0, 0.95f, 0.2f, 1.3f, 42);  // after a whole-vocabulary nucleus
+    check_min_p(30, 1.0f, 0.6f, 0.9f, 43);  // after top-k
+    check_min_p(60, 0.9f, 0.5f, 1.0f, 44);  // top-k, top-p, min-p
+}
+END_TEST
+
+// A 128256-token vocabulary (Llama 3): the sampled token is always among the k best.
+START_TEST(test_large_vocab_top_k_support) {
+    const int n = 128256;
+    float *l = random_logits(n, 8, 20.0f);
+    int *order = malloc(sizeof(int) * 64);
+    // The 40 best by a partial scan in the test (n is too big for the insertion sort).
+    bool *top = calloc((size_t)n, sizeof(bool));
+    for (int k = 0; k < 40; k++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            if (!top[i] && (best < 0 || l[i] > l[best])) best = i;
+        }
+        top[best] = true;
+        order[k] = best;
+    }
+    hl_sampler_params p = hl_sampler_default_params();
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.temperature = 3.0f / 2.0f;
+    p.has_seed = true;
+    p.seed = 1;
+    hl_sampler *s = make(&p, n);
+    for (int d = 0; d < 200; d++) {
+        if (!top[sample1(s, l)]) ck_abort_msg("a token outside the 40 best");
+    }
+    hl_sampler_free(s);
+    p = hl_sampler_default_params();
+    p.temperature = 0.0f;
+    s = make(&p, n);
+    ck_assert_int_eq(sample1(s, l), order[0]);
+    hl_sampler_free(s);
+    free(top);
+    free(order);
+    free(l);
+}
+END_TEST
+
+// ---- penalties and bias ----
+
+// The formulas of sampler.h, applied the obvious way over the full history.
+static void ref_adjust(const float *raw, int n, const hl_sampler_params *p, const int32_t *prompt,
+                       int n_prompt, const int32_t *gen, int n_gen, float *out) {
+    memcpy(out, raw, sizeof(float) * (size_t)n);
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        hl_logit_bias b = p->logit_bias[i];
+        out[b.id] = b.bias <= -100.0f ? -INFINITY : out[b.id] + b.bias;
+    }
+    int *hist = malloc(sizeof(int) * (size_t)(n_prompt + n_gen + 1));
+    int n_hist = 0;
+    if (p->penalty_prompt) {
+        for (int i = 0; i < n_prompt; i++) hist[n_hist++] = prompt[i];
+    }
+    for (int i = 0; i < n_gen; i++) hist[n_hist++] = gen[i];
+    int from = p->penalty_last_n < 0 ? 0 : n_hist - p->penalty_last_n;
+    if (p->penalty_last_n == 0) from = n_hist;
+    if (from < 0) from = 0;
+    for (int t = 0; t < n; t++) {
+        bool in_window = false;
+        for (int i = from; i < n_hist; i++) in_window |= hist[i] == t;
+        int count = 0;
+        for (int i = 0; i < n_gen; i++) count += gen[i] == t;
+        float x = out[t];
+        if (in_window && p->repetition_penalty != 1.0f)
+            x = x > 0.0f ? x / p->repetition_penalty : x * p->repetition_penalty;
+        if (count > 0 && (p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f))
+            x -= (float)count * p->frequency_penalty + p->presence_penalty;
+        out[t] = x;
+    }
+    free(hist);
+}
+
+static void assert_same_logits(const float *got, const float *want, int n, const char *what) {
+    for (int t = 0; t < n; t++) {
+        if (got[t] == want[t]) continue; // -inf == -inf too
+        ck_abort_msg("%s: token %d: %g != %g", what, t, (double)got[t], (double)want[t]);
+    }
+}
+
+static void check_penalties(int last_n, bool with_prompt, uint64_t seed) {
+    const int n = 300;
+    hl_logit_bias bias[3] = {{5, 2.5f}, {17, -100.0f}, {250, -3.0f}};
+    hl_sampler_params p = hl_sampler_default_params();
+    p.repetition_penalty = 1.3f;
+    p.penalty_last_n = last_n;
+    p.penalty_prompt = with_prompt;
+    p.frequency_penalty = 0.7f;
+    p.presence_penalty = -0.4f;
+    p.logit_bias = bias;
+    p.n_logit_bias = 3;
+    hl_sampler *s = make(&p, n);
+    hl_rng rng = {seed};
+    int32_t prompt[150], gen[400];
+    for (int i = 0; i < 150; i++) prompt[i] = (int32_t)(hl_rng_next(&rng) % 60);
+    hl_error err = {0};
+    ck_assert_int_eq(hl_sampler_accept_prompt(s, prompt, 150, &err), HL_OK);
+    float *raw = random_logits(n, seed + 1, 8.0f);
+    float *got = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+    char what[64];
+    for (int g = 0; g < 400; g++) {
+        if (g % 37 == 0 || g == 399) { // along the way, window sliding included
+            ck_assert_int_eq(hl_sampler_adjust_logits(s, raw, got, &err), HL_OK);
+            ref_adjust(raw, n, &p, prompt, 150, gen, g, want);
+            snprintf(what, sizeof(what), "last_n %d, prompt %d, %d generated", last_n,
+                     with_prompt, g);
+            assert_same_logits(got, want, n, what);
+        }
+        gen[g] = (int32_t)(hl_rng_next(&rng) % 120);
+        ck_assert_int_eq(hl_sampler_accept(s, gen[g], &err), HL_OK);
+    }
+    ck_assert_int_eq(hl_sampler_n_generated(s), 400);
+    free(got);
+    free(want);
+    free(raw);
+    hl_sampler_free(s);
+}
+
+START_TEST(test_penalties_match_formulas) {
+    const int last_ns[] = {-1, 0, 1, 16, 100};
+    for (int li = 0; li < 5; li++) {
+        check_penalties(last_ns[li], true, 900 + (uint64_t)li);
+        check_penalties(last_ns[li], false, 950 + (uint64_t)li);
+    }
+}
+END_TEST
+
+START_TEST(test_logit_bias_bans_and_boosts) {
+    const int n = 50;
+    float *l = random_logits(n, 3, 4.0f);
+    int best = ref_argmax(l, n);
+    hl_logit_bias ban = {best, -100.0f};
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = 0.0f;
+    p.logit_bias = &ban;
+    p.n_logit_bias = 1;
+    hl_sampler *s = make(&p, n);
+    ck_assert_int_ne(sample1(s, l), best);
+    hl_sampler_free(s);
+    // Even at high temperature over many draws, a banned token never comes.
+    l[best] = 40.0f;
+    p.temperature = 2.0f;
+    p.has_seed = true;
+    p.seed = 5;
+    s = make(&p, n);
+    for (int d = 0; d < 20000; d++) {
+        if (sample1(s, l) == best) ck_abort_msg("banned token %d drawn", best);
+    }
+    hl_sampler_free(s);
+    // +100 makes the lowest token the greedy choice.
+    int worst = 0;
+    for (int i = 1; i < n; i++) worst = l[i] < l[worst] ? i : worst;
+    hl_logit_bias boost = {worst, 100.0f};
+    p = hl_sampler_default_params();
+    p.temperature = 0.0f;
+    p.logit_bias = &boost;
+    p.n_logit_bias = 1;
+    s = make(&p, n);
+    ck_assert_int_eq(sample1(s, l), worst);
+    hl_sampler_free(s);
+    // Everything banned (or masked): an error, not a token.
+    hl_logit_bias all[3] = {{0, -100.0f}, {1, -100.0f}, {2, -100.0f}};
+    float three[3] = {1.0f, 2.0f, -INFINITY};
+    for (int greedy = 0; greedy < 2; greedy++) {
+        p = hl_sampler_default_params();
+        p.temperature = greedy ? 0.0f : 1.0f;
+        p.logit_bias = all;
+        p.n_logit_bias = 2;
+        s = make(&p, 3);
+        hl_error err = {0};
+        hl_sample_result r;
+        ck_assert_int_eq(hl_sampler_sample(s, three, &r, &err), HL_ERR_INVAL);
+        ck_assert_ptr_nonnull(strstr(err.msg, "banned"));
+        hl_sampler_free(s);
+    }
+    free(l);
+}
+END_TEST
+
+// ---- logprobs ----
+
+START_TEST(test_logprobs_are_raw_log_softmax) {
+    const int n = 1003;
+    float *l = random_logits(n, 17, 30.0f);
+    l[10] = -INFINITY;
+    l[11] = l[12] = 14.9f; // a tie in the top list: lower id first
+    // Reference in double: log-softmax of the raw logits.
+    double max = -INFINITY, sum = 0.0;
+    for (int i = 0; i < n; i++) max = fmax(max, l[i]);
+    for (int i = 0; i < n; i++) sum += exp((double)l[i] - max);
+    double lse = max + log(sum);
+    int order[1003];
+    ref_order(l, n, order);
+    hl_logit_bias bias = {order[0], -5.0f};
+    hl_sampler_params p = hl_sampler_default_params();
+    p.logprobs = true;
+    p.n_logprobs = 20;
+    p.temperature = 0.6f;   // none of these change the reported logprobs
+    p.top_k = 30;
+    p.repetition_penalty = 1.5f;
+    p.frequency_penalty = 1.0f;
+    p.logit_bias = &bias;
+    p.n_logit_bias = 1;
+    p.has_seed = true;
+    p.seed = 2;
+    hl_sampler *s = make(&p, n);
+    hl_error err = {0};
+    for (int d = 0; d < 50; d++) {
+        hl_sample_result r;
+        ck_assert_int_eq(hl_sampler_sample(s, l, &r, &err), HL_OK);
+        // Tolerance: float logits up to |15| and a float result: 2e-5 absolute.
+        ck_assert_msg(fabs(r.logprob - ((double)l[r.token] - lse)) < 2e-5, "token %d: %g vs %g",
+                      (int)r.token, (double)r.logprob, (double)l[r.token] - lse);
+        ck_assert_int_eq(r.n_top, 20);
+        for (int i = 0; i < 20; i++) {
+            ck_assert_int_eq(r.top[i].id, order[i]);
+            ck_assert(fabs(r.top[i].logprob - ((double)l[order[i]] - lse)) < 2e-5);
+        }
+        ck_assert_int_eq(hl_sampler_accept(s, r.token, &err), HL_OK);
+    }
+    hl_sampler_free(s);
+    // Without logprobs: NaN and no list.
+    p = hl_sampler_default_params();
+    s = make(&p, n);
+    hl_sample_result r;
+    ck_assert_int_eq(hl_sampler_sample(s, l, &r, &err), HL_OK);
+    ck_assert(isnan(r.logprob));
+    ck_assert_int_eq(r.n_top, 0);
+    hl_sampler_free(s);
+    free(l);
+}
+END_TEST
+
+// ---- stop ids, finish reasons ----
+
+START_TEST(test_stop_tokens_and_finish) {
+    hl_sampler_params p = hl_sampler_default_params();
+    int32_t stops[2] = {7, 9};
+    p.stop_ids = stops;
+    p.n_stop_ids = 2;
+    p.max_tokens = 3;
+    hl_sampler *s = make(&p, 100);
+    hl_error err = {0};
+    int32_t eog[3] = {2, 50, 99};
+    ck_assert_int_eq(hl_sampler_set_eog_ids(s, eog, 3, &err), HL_OK);
+    ck_assert(hl_sampler_is_stop_token(s, 2) && hl_sampler_is_stop_token(s, 99));
+    ck_assert(hl_sampler_is_stop_token(s, 7) && hl_sampler_is_stop_token(s, 9));
+    ck_assert(!hl_sampler_is_stop_token(s, 3) && !hl_sampler_is_stop_token(s, 0));
+    ck_assert_int_eq(hl_sampler_accept(s, 4, &err), HL_OK);
+    ck_assert_int_eq(hl_sampler_finish_reason(s, 4), HL_SAMPLER_FINISH_NONE);
+    ck_assert_int_eq(hl_sampler_accept(s, 50, &err), HL_OK);
+    ck_assert_int_eq(hl_sampler_finish_reason(s, 50), HL_SAMPLER_FINISH_STOP);
+    ck_assert_int_eq(hl_sampler_accept(s, 5, &err), HL_OK);
+    ck_assert_int_eq(hl_sampler_finish_reason(s, 5), HL_SAMPLER_FINISH_LENGTH);
+    ck_assert_int_eq(hl_sampler_set_eog_ids(s, (int32_t[]){100}, 1, &err), HL_ERR_INVAL);
+    ck_assert(hl_sampler_is_stop_token(s, 50)); // a failed set keeps the old list
+    hl_sampler_free(s);
+    // ignore_eos: the model's ids no longer stop; the request's own stop ids still do.
+    p.ignore_eos = true;
+    p.max_tokens = -1;
+    s = make(&p, 100);
+    ck_assert_int_eq(hl_sampler_set_eog_ids(s, eog, 3, &err), HL_OK);
+    ck_assert(!hl_sampler_is_stop_token(s, 2) && !hl_sampler_is_stop_token(s, 50));
+    ck_assert(hl_sampler_is_stop_token(s, 7));
+    for (int i = 0; i < 1000; i++) ck_assert_int_eq(hl_sampler_accept(s, 2, &err), HL_OK);
+    ck_assert_int_eq(hl_sampler_finish_reason(s, 2), HL_SAMPLER_FINISH_NONE);
+    hl_sampler_free(s);
+}
+END_TEST
+
+// ---- validation ----
+
+START_TEST(test_validation_errors) {
+    hl_logit_bias bias_bad_id = {1000, 1.0f}, bias_bad_val = {3, -101.0f};
+    hl_logit_bias bias_dup[2] = {{3, 1.0f}, {3, 2.0f}};
+    int32_t stop_bad = 1000;
+    struct {
+        hl_sampler_params p;
+        const char *needle;
+    } cases[24];
+    int nc = 0;
+    hl_sampler_params d = hl_sampler_default_params();
+#define CASE(field, value, text) \
+    do {                         \
+        cases[nc].p = d;         \
+        cases[nc].p.field = value; \
+        cases[nc++].needle = text; \
+    } while (0)
+    CASE(temperature, -0.1f, "temperature");
+    CASE(temperature, 2.5f, "temperature");
+    CASE(temperature, NAN, "temperature");
+    CASE(top_k, -1, "top_k");
+    CASE(top_p, 0.0f, "top_p");
+    CASE(top_p, 1.01f, "top_p");
+    CASE(min_p, -0.01f, "min_p");
+    CASE(min_p, 1.5f, "min_p");
+    CASE(repetition_penalty, 0.0f, "repetition_penalty");
+    CASE(repetition_penalty, INFINITY, "repetition_penalty");
+    CASE(penalty_last_n, -2, "penalty_last_n");
+    CASE(frequency_penalty, 2.01f, "frequency_penalty");
+    CASE(presence_penalty, -2.5f, "presence_penalty");
+    CASE(n_logprobs, 21, "top_logprobs");
+    CASE(n_logprobs, 3, "logprobs to be true"); // logprobs stays false
+    CASE(max_tokens, 0, "max_tokens");
+    CASE(max_tokens, -5, "max_tokens");
+    CASE(n_logit_bias, HL_SAMPLER_MAX_LOGIT_BIAS + 1, "logit_bias");
+    CASE(n_stop_ids, -1, "stop token ids");
+#undef CASE
+    cases[nc].p = d;
+    cases[nc].p.logit_bias = &bias_bad_id;
+    cases[nc].p.n_logit_bias = 1;
+    cases[nc++].needle = "not a token id";
+    cases[nc].p = d;
+    cases[nc].p.logit_bias = &bias_bad_val;
+    cases[nc].p.n_logit_bias = 1;
+    cases[nc++].needle = "[-100, 100]";
+    cases[nc].p = d;
+    cases[nc].p.logit_bias = bias_dup;
+    cases[nc].p.n_logit_bias = 2;
+    cases[nc++].needle = "twice";
+    cases[nc].p = d;
+    cases[nc].p.stop_ids = &stop_bad;
+    cases[nc].p.n_stop_ids = 1;
+    cases[nc++].needle = "stop_token_ids";
+    for (int i = 0; i < nc; i++) {
+        hl_error err = {0};
+        ck_assert_int_eq(hl_sampler_params_validate(&cases[i].p, 1000, &err), HL_ERR_INVAL);
+        ck_assert_msg(strstr(err.msg, cases[i].needle), "case %d: '%s' lacks '%s'", i, err.msg,
+                      cases[i].needle);
+        hl_error err2 = {0};
+        ck_assert_ptr_null(hl_sampler_create(&cases[i].p, 1000, &err2));
+        ck_assert_int_eq(err2.code, HL_ERR_INVAL);
+    }
+    // Edges that are valid.
+    hl_sampler_params ok = d;
+    ok.temperature = 2.0f;
+    ok.top_p = 1.0f;
+    ok.min_p = 1.0f;
+    ok.frequency_penalty = -2.0f;
+    ok.logprobs = true;
+    ok.n_logprobs = 20;
+    ok.max_tokens = 1;
+    ck_assert_int_eq(hl_sampler_params_validate(&ok, 1000, NULL), HL_OK);
+    ck_assert_int_eq(hl_sampler_params_validate(&ok, 0, NULL), HL_ERR_INVAL);
+    // Bad input at run time.
+    hl_sampler *s = make(&d, 4);
+    hl_error err = {0};
+    hl_sample_result r;
+    float nan_row[4] = {0, 1, NAN, 2}, inf_row[4] = {0, INFINITY, 1, 2};
+    ck_assert_int_eq(hl_sampler_sample(s, nan_row, &r, &err), HL_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "logits[2]"));
+    ck_assert_int_eq(hl_sampler_sample(s, inf_row, &r, &err), HL_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "logits[1]"));
+    ck_assert_int_eq(hl_sampler_accept(s, 4, &err), HL_ERR_INVAL);
+    ck_assert_int_eq(hl_sampler_accept(s, -1, &err), HL_ERR_INVAL);
+    ck_assert_int_eq(hl_sampler_accept_prompt(s, (int32_t[]){1, 2, 9}, 3, &err), HL_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "position 2"));
+    hl_sampler_free(s);
+    hl_sampler_free(NULL);
+}
+END_TEST
+
+Suite *sampler_suite(void) {
+    Suite *s = suite_create("sampler");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_greedy_is_argmax_lowest_id_on_ties);
+    tcase_add_test(tc, test_top_k_1_is_greedy_at_any_temperature);
+    tcase_add_test(tc, test_seed_reproducible_and_independent);
+    tcase_add_test(tc, test_temperature_distribution);
+    tcase_add_test(tc, test_top_k_distribution_and_support);
+    tcase_add_test(tc, test_top_p_distribution_and_support);
+    tcase_add_test(tc, test_min_p_and_combinations);
+    tcase_add_test(tc, test_large_vocab_top_k_support);
+    tcase_add_test(tc, test_penalties_match_formulas);
+    tcase_add_test(tc, test_logit_bias_bans_and_boosts);
+    tcase_add_test(tc, test_logprobs_are_raw_log_softmax);
+    tcase_add_test(tc, test_stop_tokens_and_finish);
+    tcase_add_test(tc, test_validation_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
