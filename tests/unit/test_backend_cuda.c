@@ -1,0 +1,597 @@
+// Unit tests for the CUDA backend (kernels/cuda): every op against the scalar reference
+// (kernels/cpu/ref.c) on fresh random inputs (seed from the clock or HL_TEST_SEED, printed in
+// failures), device outputs poisoned with NaN first. Without a device every test prints
+// "SKIP: no CUDA device" once and asserts only what a build without a device must do; a
+// CPU-only build (CUDA=0) compiles the same file without the device part.
+//
+// Tolerances (issue 7): matmul mean|Δ| / mean|ref| < 1e-3 against the fp32 dequantization of
+// the GGUF blocks; attention atol = rtol = 1e-3 (fp16 KV); repack round trip bit-exact.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_info.h"
+
+static bool have_device(void) {
+    static int printed = 0;
+    if (hl_cuda_device_count(NULL) > 0) return true;
+    if (!printed++) printf("SKIP: no CUDA device\n");
+    return false;
+}
+
+// Holds in every build: without a device (or without CUDA) the constructor refuses cleanly.
+START_TEST(test_create_without_device) {
+    if (hl_cuda_device_count(NULL) > 0) return;
+    have_device();
+    hl_error err = {0};
+    hl_backend *be = hl_backend_cuda_create(0, &err);
+    ck_assert_ptr_null(be);
+    ck_assert(err.code == (hl_cuda_built() ? HL_ERR_DEVICE : HL_ERR_UNSUPPORTED));
+    ck_assert(err.msg[0] != '\0');
+}
+END_TEST
+
+#if HL_CUDA
+#include "engine/quant.h"
+#include "engine/synth.h"
+#include "kernels/cpu/ref.h"
+#include "kernels/cuda/backend_cuda.h"
+
+static uint64_t fresh_seed(void) {
+    const char *env = getenv("HL_TEST_SEED");
+    if (env && *env) return strtoull(env, NULL, 10);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000007ull + (uint64_t)ts.tv_nsec;
+}
+
+static float uniform(hl_rng *rng, float lo, float hi) { return lo + (hi - lo) * hl_rng_uniform(rng); }
+
+static hl_backend *device(void) {
+    hl_error err = {0};
+    hl_backend *be = hl_backend_cuda_create(0, &err);
+    ck_assert_msg(be != NULL, "%s", err.msg);
+    return be;
+}
+
+// Host F32 matrix (rows, cols) of uniform values in [lo, hi); NaN when lo > hi.
+static hl_tensor host_matrix(hl_rng *rng, int64_t rows, int64_t cols, float lo, float hi) {
+    hl_tensor t = {.type = HL_DTYPE_F32, .ne = {cols, rows}, .row_bytes = (size_t)cols * 4};
+    float *p = hl_xmalloc((size_t)(rows * cols) * 4 + 4);
+    for (int64_t i = 0; i < rows * cols; i++) p[i] = lo > hi ? NAN : uniform(rng, lo, hi);
+    t.data = p;
+    return t;
+}
+
+// Device copy of a host matrix (same shape and row_bytes).
+static hl_tensor to_device(hl_backend *be, const hl_tensor *h) {
+    hl_tensor d = *h;
+    const size_t n = h->row_bytes * (size_t)h->ne[1];
+    d.data = be->ops->alloc(be, n);
+    ck_assert_ptr_nonnull(d.data);
+    ck_assert_int_eq(be->ops->upload(be, d.data, h->data, n, NULL), HL_OK);
+    return d;
+}
+
+static void from_device(hl_backend *be, hl_tensor *h, const hl_tensor *d) {
+    ck_assert_int_eq(be->ops->download(be, h->data, d->data, d->row_bytes * (size_t)d->ne[1], NULL), HL_OK);
+}
+
+// Every element within atol + rtol * |ref|.
+static void assert_close(const char *what, uint64_t seed, const float *got, const float *want, int64_t n,
+                         double atol, double rtol) {
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_msg(fabs((double)got[i] - want[i]) <= atol + rtol * fabs(want[i]),
+                      "seed %llu %s: [%lld] = %g, ref %g", (unsigned long long)seed, what, (long long)i,
+                      (double)got[i], (double)want[i]);
+    }
+}
+
+static uint8_t *random_weight(hl_rng *rng, int type, int64_t k, int64_t rows) {
+    size_t rb;
+    ck_assert_int_eq(hl_quant_row_bytes(type, k, &rb, NULL), HL_OK);
+    uint8_t *w = hl_xmalloc(rb * (size_t)rows);
+    float *src = hl_xmalloc((size_t)k * 4);
+    for (int64_t r = 0; r < rows; r++) {
+        const float scale = uniform(rng, 0.1f, 2.0f);
+        for (int64_t j = 0; j < k; j++) src[j] = scale * uniform(rng, -1, 1);
+        ck_assert_int_eq(hl_quant_quantize(type, src, w + rb * (size_t)r, k, NULL), HL_OK);
+    }
+    free(src);
+    return w;
+}
+
+// ---- repack round trip ----
+
+static int nib(uint8_t b, bool hi) { return hi ? b >> 4 : b & 15; }
+
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63, *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// Expected code and (scale, min) of element k of a GGUF row, written from ggml's dequantizers.
+static int host_code(int type, const uint8_t *row, int64_t k, float *s, float *m) {
+    const int e = (int)(k % 256), j = (int)(k % 32);
+    const uint8_t *b;
+    int sc, mn;
+    switch (type) {
+    case HL_DTYPE_Q4_0:
+        b = row + k / 32 * 18, *s = hl_f16_to_f32(hl_rd_u16(b)), *m = -8 * *s;
+        return nib(b[2 + j % 16], j >= 16);
+    case HL_DTYPE_Q4_1:
+        b = row + k / 32 * 20, *s = hl_f16_to_f32(hl_rd_u16(b)), *m = hl_f16_to_f32(hl_rd_u16(b + 2));
+        return nib(b[4 + j % 16], j >= 16);
+    case HL_DTYPE_Q8_0:
+        b = row + k / 32 * 34, *s = hl_f16_to_f32(hl_rd_u16(b)), *m = 0;
+        return (int8_t)b[2 + j];
+    case HL_DTYPE_Q5_0:
+        b = row + k / 32 * 22, *s = hl_f16_to_f32(hl_rd_u16(b)), *m = 0;
+        return (nib(b[6 + j % 16], j >= 16) | (int)(((hl_rd_u32(b + 2) >> j) & 1) << 4)) - 16;
+    case HL_DTYPE_Q4_K: case HL_DTYPE_Q5_K: {
+        const bool q5 = type == HL_DTYPE_Q5_K;
+        b = row + k / 256 * (q5 ? 176 : 144);
+        k4_scale_min(e / 32, b + 4, &sc, &mn);
+        *s = hl_f16_to_f32(hl_rd_u16(b)) * (float)sc, *m = -(hl_f16_to_f32(hl_rd_u16(b + 2)) * (float)mn);
+        const int c = e / 64, l = e % 64;
+        const int lo = nib(b[(q5 ? 48 : 16) + 32 * c + l % 32], l >= 32);
+        return q5 ? lo + 16 * ((b[16 + l % 32] >> (2 * c + (l >= 32))) & 1) : lo;
+    }
+    case HL_DTYPE_Q6_K: {
+        b = row + k / 256 * 210;
+        *s = hl_f16_to_f32(hl_rd_u16(b + 208)) * (float)(int8_t)b[192 + e / 16], *m = 0;
+        const int h = e / 128, q = (e % 128) / 32, l = e % 32;
+        return (nib(b[64 * h + l + 32 * (q % 2)], q >= 2) | (((b[128 + 32 * h + l] >> (2 * q)) & 3) << 4)) - 32;
+    }
+    default: ck_abort_msg("type %d", type);
+    }
+    return 0;
+}
+
+static const int q_types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q4_K, HL_DTYPE_Q8_0,
+                              HL_DTYPE_Q5_0, HL_DTYPE_Q5_K, HL_DTYPE_Q6_K};
+#define N_Q_TYPES (int)(sizeof q_types / sizeof q_types[0])
+
+static bool is_k(int type) { return type == HL_DTYPE_Q4_K || type == HL_DTYPE_Q5_K || type == HL_DTYPE_Q6_K; }
+
+START_TEST(test_repack_round_trip) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    for (int ti = 0; ti < N_Q_TYPES; ti++) {
+        const int type = q_types[ti];
+        const int64_t k = is_k(type) ? 768 : 96, rows = 77; // padding in both dimensions
+        uint8_t *gguf = random_weight(&rng, type, k, rows);
+        size_t rb;
+        hl_quant_row_bytes(type, k, &rb, NULL);
+        hl_tensor w;
+        hl_error err = {0};
+        ck_assert_msg(be->ops->upload_weight(be, &w, type, (int64_t[2]){k, rows}, gguf, &err) == HL_OK, "%s", err.msg);
+        int8_t *codes = hl_xmalloc((size_t)(k * rows));
+        uint32_t *params = hl_xmalloc((size_t)(k * rows) * 4);
+        int gs = 0;
+        ck_assert_int_eq(hl_backend_cuda_unpack(be, &w, codes, params, &gs, &err), HL_OK);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t j = 0; j < k; j++) {
+                float s, m;
+                const int want = host_code(type, gguf + (size_t)r * rb, j, &s, &m);
+                ck_assert_msg(codes[r * k + j] == want, "seed %llu %s code (%lld, %lld) = %d, want %d",
+                              (unsigned long long)seed, hl_quant_name(type), (long long)r, (long long)j,
+                              codes[r * k + j], want);
+                if (j % gs) continue;
+                const uint32_t p = params[r * (k / gs) + j / gs];
+                ck_assert_msg((p & 0xffff) == hl_f32_to_f16(s) && (p >> 16) == hl_f32_to_f16(m),
+                              "seed %llu %s params (%lld, group %lld) = %08x, want %04x %04x",
+                              (unsigned long long)seed, hl_quant_name(type), (long long)r, (long long)(j / gs), p,
+                              hl_f32_to_f16(s), hl_f32_to_f16(m));
+            }
+        }
+        be->ops->release_weight(be, &w);
+        free(codes), free(params), free(gguf);
+    }
+    hl_backend_free(be);
+}
+END_TEST
+
+// ---- matmul ----
+
+static void check_matmul(hl_backend *be, hl_rng *rng, uint64_t seed, int type, int64_t k, int64_t rows, int n) {
+    size_t rb;
+    hl_quant_row_bytes(type, k, &rb, NULL);
+    uint8_t *gguf;
+    if (type == HL_DTYPE_F32 || type == HL_DTYPE_F16 || type == HL_DTYPE_BF16) {
+        hl_tensor f = host_matrix(rng, rows, k, -1, 1);
+        gguf = hl_xmalloc(rb * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++)
+            hl_quant_quantize(type, (float *)f.data + r * k, gguf + rb * (size_t)r, k, NULL);
+        free(f.data);
+    } else {
+        gguf = random_weight(rng, type, k, rows);
+    }
+    hl_tensor w, wref = {.type = type, .ne = {k, rows}, .row_bytes = rb, .data = gguf};
+    hl_error err = {0};
+    ck_assert_msg(be->ops->upload_weight(be, &w, type, (int64_t[2]){k, rows}, gguf, &err) == HL_OK, "%s", err.msg);
+    hl_tensor x = host_matrix(rng, n, k, -3, 3), y = host_matrix(rng, n, rows, 1, 0);
+    hl_tensor yref = host_matrix(rng, n, rows, 1, 0);
+    hl_tensor dx = to_device(be, &x), dy = to_device(be, &y); // dy poisoned
+    be->ops->matmul(be, &dy, &w, &dx);
+    from_device(be, &y, &dy);
+    hl_ref_matmul(&yref, &wref, &x);
+    double diff = 0, mag = 0;
+    for (int64_t i = 0; i < n * rows; i++) {
+        const float got = ((float *)y.data)[i], want = ((float *)yref.data)[i];
+        ck_assert_msg(isfinite(got), "seed %llu %s k=%lld rows=%lld n=%d: out[%lld] = %g", (unsigned long long)seed,
+                      hl_quant_name(type), (long long)k, (long long)rows, n, (long long)i, (double)got);
+        diff += fabs((double)got - want);
+        mag += fabs((double)want);
+    }
+    ck_assert_msg(diff / mag < 1e-3, "seed %llu %s k=%lld rows=%lld n=%d: mean|Δ|/mean|ref| = %g",
+                  (unsigned long long)seed, hl_quant_name(type), (long long)k, (long long)rows, n, diff / mag);
+    be->ops->release_weight(be, &w);
+    be->ops->release(be, dx.data), be->ops->release(be, dy.data);
+    free(x.data), free(y.data), free(yref.data), free(gguf);
+}
+
+// Every type; token counts across the n-tile sizes (1..64), past 64 (two token tiles) and the
+// cuBLAS path (>= 128 by default, and forced at 5 tokens).
+START_TEST(test_matmul_against_ref) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    static const int ns[] = {1, 3, 8, 16, 17, 33, 64, 65, 130};
+    static const int all[] = {HL_DTYPE_F32, HL_DTYPE_F16, HL_DTYPE_BF16, HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q4_K,
+                              HL_DTYPE_Q8_0, HL_DTYPE_Q5_0, HL_DTYPE_Q5_K, HL_DTYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof all / sizeof all[0]; ti++) {
+        const int type = all[ti];
+        const int64_t k = is_k(type) ? 1536 : 2880;
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) check_matmul(be, &rng, seed, type, k, 200, ns[i]);
+        check_matmul(be, &rng, seed, type, is_k(type) ? 256 : 96, 1000, 2); // split-K off, many row blocks
+        check_matmul(be, &rng, seed, type, is_k(type) ? 4096 : 4096, 64, 1); // deep split-K
+    }
+    hl_backend_cuda_set_cublas_min_tokens(be, 4);
+    for (int ti = 0; ti < N_Q_TYPES; ti++) check_matmul(be, &rng, seed, q_types[ti], 512, 131, 5);
+    hl_backend_free(be);
+}
+END_TEST
+
+// ---- embed, elementwise ----
+
+START_TEST(test_embed_every_type) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    for (int ti = 0; ti < N_Q_TYPES; ti++) {
+        const int type = q_types[ti];
+        const int64_t k = is_k(type) ? 512 : 160, rows = 50;
+        uint8_t *gguf = random_weight(&rng, type, k, rows);
+        size_t rb;
+        hl_quant_row_bytes(type, k, &rb, NULL);
+        hl_tensor w, wref = {.type = type, .ne = {k, rows}, .row_bytes = rb, .data = gguf};
+        ck_assert_int_eq(be->ops->upload_weight(be, &w, type, (int64_t[2]){k, rows}, gguf, NULL), HL_OK);
+        int32_t ids[9];
+        for (int i = 0; i < 9; i++) ids[i] = (int32_t)(hl_rng_next(&rng) % rows);
+        hl_tensor out = host_matrix(&rng, 9, k, 1, 0), ref = host_matrix(&rng, 9, k, 1, 0);
+        hl_tensor dout = to_device(be, &out);
+        be->ops->embed(be, &dout, &w, ids, 9);
+        from_device(be, &out, &dout);
+        hl_ref_embed(&ref, &wref, ids, 9);
+        // fp16 rounding of the K types' scale products: one fp16 ulp of |scale*q| + |min|
+        assert_close(hl_quant_name(type), seed, out.data, ref.data, 9 * k, 2e-3, 2e-3);
+        be->ops->release_weight(be, &w);
+        be->ops->release(be, dout.data);
+        free(out.data), free(ref.data), free(gguf);
+    }
+    hl_backend_free(be);
+}
+END_TEST
+
+START_TEST(test_elementwise_ops) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    const int64_t rows = 7, n = 1000;
+    hl_tensor a = host_matrix(&rng, rows, n, -4, 4), b = host_matrix(&rng, rows, n, -4, 4);
+    hl_tensor w = host_matrix(&rng, 1, n, 0.5f, 1.5f);
+    hl_tensor out = host_matrix(&rng, rows, n, 1, 0), ref = host_matrix(&rng, rows, n, 1, 0);
+    hl_tensor da = to_device(be, &a), db = to_device(be, &b), dw = to_device(be, &w), dout = to_device(be, &out);
+
+    be->ops->rmsnorm(be, &dout, &da, &dw, 1e-5f);
+    from_device(be, &out, &dout);
+    hl_ref_rmsnorm(&ref, &a, &w, 1e-5f);
+    assert_close("rmsnorm", seed, out.data, ref.data, rows * n, 1e-5, 1e-5);
+
+    be->ops->swiglu(be, &dout, &da, &db);
+    from_device(be, &out, &dout);
+    hl_ref_swiglu(&ref, &a, &b);
+    assert_close("swiglu", seed, out.data, ref.data, rows * n, 1e-5, 1e-5);
+
+    be->ops->add(be, &dout, &da, &db);
+    from_device(be, &out, &dout);
+    hl_ref_add(&ref, &a, &b);
+    assert_close("add", seed, out.data, ref.data, rows * n, 0, 0);
+
+    const int32_t pick[4] = {6, 0, 3, 3};
+    be->ops->get_rows(be, &dout, &da, pick, 4);
+    from_device(be, &out, &dout);
+    hl_ref_get_rows(&ref, &a, pick, 4);
+    assert_close("get_rows", seed, out.data, ref.data, 4 * n, 0, 0);
+    be->ops->get_rows(be, &da, &da, pick, 4); // in place
+    from_device(be, &out, &da);
+    assert_close("get_rows in place", seed, out.data, ref.data, 4 * n, 0, 0);
+
+    be->ops->release(be, da.data), be->ops->release(be, db.data), be->ops->release(be, dw.data);
+    be->ops->release(be, dout.data);
+    free(a.data), free(b.data), free(w.data), free(out.data), free(ref.data);
+    hl_backend_free(be);
+}
+END_TEST
+
+// ---- rope + KV, attention ----
+
+typedef struct kv_case {
+    hl_kv_geom geom;
+    hl_batch batch;
+    int32_t pos[512], slot[512], seq_start[17], ctx_len[16], table[16 * 64];
+    hl_kv_layer host, dev;
+    size_t pool_bytes;
+} kv_case;
+
+// n_seqs sequences with the given cached and new token counts; blocks of every sequence drawn
+// from a shuffled pool; the pool holds random fp16 values (the cached K/V).
+static void kv_case_init(kv_case *c, hl_backend *be, hl_rng *rng, int n_kv, int hd, int n_seqs, const int *cached,
+                         const int *fresh) {
+    memset(c, 0, sizeof *c);
+    c->geom = (hl_kv_geom){.n_blocks = 16 * 64, .n_kv_heads = n_kv, .head_dim = hd, .kv_type = HL_DTYPE_F16};
+    int perm[16 * 64];
+    for (int i = 0; i < 16 * 64; i++) perm[i] = i;
+    for (int i = 16 * 64 - 1; i > 0; i--) {
+        const int j = (int)(hl_rng_next(rng) % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int tok = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        c->seq_start[s] = tok;
+        c->ctx_len[s] = cached[s] + fresh[s];
+        for (int b = 0; b < 64; b++) c->table[s * 64 + b] = perm[s * 64 + b];
+        for (int i = 0; i < fresh[s]; i++, tok++) {
+            const int p = cached[s] + i;
+            c->pos[tok] = p;
+            c->slot[tok] = c->table[s * 64 + p / 16] * 16 + p % 16;
+        }
+    }
+    c->seq_start[n_seqs] = tok;
+    c->batch = (hl_batch){.n_tokens = tok, .n_seqs = n_seqs, .pos = c->pos, .slot = c->slot,
+                          .seq_start = c->seq_start, .ctx_len = c->ctx_len, .block_table = c->table, .max_blocks = 64};
+    c->pool_bytes = (size_t)c->geom.n_blocks * (size_t)n_kv * 16 * (size_t)hd * 2;
+    c->host.k = hl_xmalloc(c->pool_bytes);
+    c->host.v = hl_xmalloc(c->pool_bytes);
+    for (size_t i = 0; i < c->pool_bytes / 2; i++) {
+        ((uint16_t *)c->host.k)[i] = hl_f32_to_f16(uniform(rng, -1, 1));
+        ((uint16_t *)c->host.v)[i] = hl_f32_to_f16(uniform(rng, -1, 1));
+    }
+    c->dev.k = be->ops->alloc(be, c->pool_bytes);
+    c->dev.v = be->ops->alloc(be, c->pool_bytes);
+    ck_assert(c->dev.k && c->dev.v);
+    ck_assert_int_eq(be->ops->upload(be, c->dev.k, c->host.k, c->pool_bytes, NULL), HL_OK);
+    ck_assert_int_eq(be->ops->upload(be, c->dev.v, c->host.v, c->pool_bytes, NULL), HL_OK);
+}
+
+static void kv_case_free(kv_case *c, hl_backend *be) {
+    be->ops->release(be, c->dev.k), be->ops->release(be, c->dev.v);
+    free(c->host.k), free(c->host.v);
+}
+
+// Compares the device pool with the host pool (fp16 values as floats).
+static void assert_pools_equal(kv_case *c, hl_backend *be, uint64_t seed) {
+    uint16_t *got = hl_xmalloc(c->pool_bytes);
+    const void *dev[2] = {c->dev.k, c->dev.v}, *host[2] = {c->host.k, c->host.v};
+    for (int kv = 0; kv < 2; kv++) {
+        ck_assert_int_eq(be->ops->download(be, got, dev[kv], c->pool_bytes, NULL), HL_OK);
+        for (size_t i = 0; i < c->pool_bytes / 2; i++) {
+            const float g = hl_f16_to_f32(got[i]), w = hl_f16_to_f32(((const uint16_t *)host[kv])[i]);
+            ck_assert_msg(fabsf(g - w) <= 1e-3f * (1 + fabsf(w)), "seed %llu %s pool[%zu] = %g, ref %g",
+                          (unsigned long long)seed, kv ? "V" : "K", i, (double)g, (double)w);
+        }
+    }
+    free(got);
+}
+
+START_TEST(test_rope_kv) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    const int cached[3] = {0, 40, 900}, fresh[3] = {5, 1, 17};
+    float ff[64];
+    for (int i = 0; i < 64; i++) ff[i] = uniform(&rng, 1, 8);
+    for (int variant = 0; variant < 4; variant++) {
+        kv_case c;
+        const int hd = variant == 3 ? 64 : 128, n_kv = 2, n_heads = 8;
+        kv_case_init(&c, be, &rng, n_kv, hd, 3, cached, fresh);
+        const hl_rope rope = {.theta = 500000, .n_rot = variant == 2 ? hd / 2 : hd, .neox = variant % 2 == 1,
+                              .freq_factors = variant == 1 ? ff : NULL, .freq_scale = variant == 3 ? 0.5f : 1};
+        const int n = c.batch.n_tokens;
+        hl_tensor q = host_matrix(&rng, n, n_heads * hd, -2, 2), k = host_matrix(&rng, n, n_kv * hd, -2, 2);
+        hl_tensor v = host_matrix(&rng, n, n_kv * hd, -2, 2);
+        hl_tensor dq = to_device(be, &q), dk = to_device(be, &k), dv = to_device(be, &v);
+        be->ops->rope_kv(be, &dq, &dk, &dv, &c.dev, &c.geom, &c.batch, &rope);
+        hl_ref_rope_kv(&q, &k, &v, &c.host, &c.geom, &c.batch, &rope);
+        hl_tensor got = host_matrix(&rng, n, n_heads * hd, 1, 0);
+        from_device(be, &got, &dq);
+        assert_close("rope q", seed, got.data, q.data, n * n_heads * hd, 1e-5, 1e-5);
+        assert_pools_equal(&c, be, seed);
+        be->ops->release(be, dq.data), be->ops->release(be, dk.data), be->ops->release(be, dv.data);
+        free(q.data), free(k.data), free(v.data), free(got.data);
+        kv_case_free(&c, be);
+    }
+    hl_backend_free(be);
+}
+END_TEST
+
+static void check_attention(hl_backend *be, hl_rng *rng, uint64_t seed, int n_heads, int n_kv, int hd, int n_seqs,
+                            const int *cached, const int *fresh) {
+    kv_case c;
+    kv_case_init(&c, be, rng, n_kv, hd, n_seqs, cached, fresh);
+    const int n = c.batch.n_tokens;
+    hl_tensor q = host_matrix(rng, n, n_heads * hd, -2, 2);
+    hl_tensor out = host_matrix(rng, n, n_heads * hd, 1, 0), ref = host_matrix(rng, n, n_heads * hd, 1, 0);
+    hl_tensor dq = to_device(be, &q), dout = to_device(be, &out);
+    const float scale = 1.0f / sqrtf((float)hd);
+    be->ops->attention(be, &dout, &dq, &c.dev, &c.geom, &c.batch, n_heads, scale);
+    from_device(be, &out, &dout);
+    hl_ref_attention(&ref, &q, &c.host, &c.geom, &c.batch, n_heads, scale);
+    char what[96];
+    snprintf(what, sizeof what, "attention heads %d/%d hd %d seqs %d", n_heads, n_kv, hd, n_seqs);
+    assert_close(what, seed, out.data, ref.data, n * n_heads * hd, 1e-3, 1e-3);
+    be->ops->release(be, dq.data), be->ops->release(be, dout.data);
+    free(q.data), free(out.data), free(ref.data);
+    kv_case_free(&c, be);
+}
+
+// Decodes only (split-K over long contexts), prefill chunks over cached prefixes, and both
+// mixed; GQA groups 1, 3, 4, 8; head dims 32, 64, 128.
+START_TEST(test_attention_against_ref) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    const int dec_cached[6] = {0, 15, 16, 255, 700, 1000}, dec_fresh[6] = {1, 1, 1, 1, 1, 1};
+    check_attention(be, &rng, seed, 32, 8, 128, 6, dec_cached, dec_fresh);
+    check_attention(be, &rng, seed, 9, 3, 64, 6, dec_cached, dec_fresh);
+    const int mix_cached[4] = {0, 37, 500, 1}, mix_fresh[4] = {33, 1, 20, 7};
+    check_attention(be, &rng, seed, 32, 8, 128, 4, mix_cached, mix_fresh);
+    check_attention(be, &rng, seed, 8, 8, 64, 4, mix_cached, mix_fresh);
+    check_attention(be, &rng, seed, 8, 1, 32, 4, mix_cached, mix_fresh);
+    hl_backend_free(be);
+}
+END_TEST
+
+// ---- graphs, synthetic weights ----
+
+// rmsnorm -> matmul -> embed -> add captured once, restaged with other token ids and replayed:
+// the same result as the ops run directly.
+START_TEST(test_graph_replay) {
+    if (!have_device()) return;
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    hl_backend *be = device();
+    const int64_t k = 512, rows = 512, n = 4;
+    uint8_t *gguf = random_weight(&rng, HL_DTYPE_Q4_0, k, rows);
+    hl_tensor w;
+    ck_assert_int_eq(be->ops->upload_weight(be, &w, HL_DTYPE_Q4_0, (int64_t[2]){k, rows}, gguf, NULL), HL_OK);
+    hl_tensor x = host_matrix(&rng, n, k, -2, 2), nw = host_matrix(&rng, 1, k, 0.5f, 1.5f);
+    hl_tensor y = host_matrix(&rng, n, rows, 1, 0), want = host_matrix(&rng, n, rows, 1, 0);
+    hl_tensor dx = to_device(be, &x), dnw = to_device(be, &nw), dh = to_device(be, &x), dy = to_device(be, &y);
+    hl_tensor de = to_device(be, &y);
+    int32_t ids[4] = {1, 2, 3, 4};
+    hl_cuda_graph *g = NULL;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 4; i++) ids[i] = (int32_t)(hl_rng_next(&rng) % rows);
+        be->ops->rmsnorm(be, &dh, &dx, &dnw, 1e-5f); // direct
+        be->ops->matmul(be, &dy, &w, &dh);
+        be->ops->embed(be, &de, &w, ids, 4);
+        be->ops->add(be, &dy, &dy, &de);
+        from_device(be, &want, &dy);
+        hl_error err = {0};
+        if (round == 0) {
+            ck_assert_int_eq(hl_backend_cuda_graph_begin(be, &err), HL_OK);
+        } else {
+            ck_assert_int_eq(hl_backend_cuda_graph_restage(be, g, &err), HL_OK);
+        }
+        be->ops->rmsnorm(be, &dh, &dx, &dnw, 1e-5f);
+        be->ops->matmul(be, &dy, &w, &dh);
+        be->ops->embed(be, &de, &w, ids, 4);
+        be->ops->add(be, &dy, &dy, &de);
+        if (round == 0) {
+            g = hl_backend_cuda_graph_end(be, &err);
+            ck_assert_msg(g != NULL, "%s", err.msg);
+        }
+        ck_assert_int_eq(be->ops->upload(be, dy.data, y.data, (size_t)(n * rows) * 4, NULL), HL_OK); // poison
+        ck_assert_int_eq(hl_backend_cuda_graph_launch(be, g, &err), HL_OK);
+        from_device(be, &y, &dy);
+        assert_close("graph replay", seed, y.data, want.data, n * rows, 0, 0);
+        for (int64_t i = 0; i < n * rows; i++) ((float *)y.data)[i] = NAN;
+        if (round == 2) hl_cuda_graph_free(g);
+    }
+    be->ops->release_weight(be, &w);
+    be->ops->release(be, dx.data), be->ops->release(be, dnw.data), be->ops->release(be, dh.data);
+    be->ops->release(be, dy.data), be->ops->release(be, de.data);
+    free(x.data), free(nw.data), free(y.data), free(want.data), free(gguf);
+    hl_backend_free(be);
+}
+END_TEST
+
+// Device-generated synthetic weights are the bytes the CPU path makes (hl_synth_value +
+// the reference quantizer), compared after both went through the same repack.
+START_TEST(test_synth_matches_cpu) {
+    if (!have_device()) return;
+    hl_backend *be = device();
+    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q8_0, HL_DTYPE_F16};
+    const int64_t k = 320, rows = 130;
+    const char *name = "blk.3.ffn_down.weight";
+    const float std = 0.05f;
+    for (int ti = 0; ti < 3; ti++) {
+        const int type = types[ti];
+        size_t rb;
+        hl_quant_row_bytes(type, k, &rb, NULL);
+        float *vals = hl_xmalloc((size_t)k * 4);
+        uint8_t *gguf = hl_xmalloc(rb * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t j = 0; j < k; j++) vals[j] = hl_synth_value(42, name, (uint64_t)(r * k + j), std);
+            hl_quant_quantize(type, vals, gguf + rb * (size_t)r, k, NULL);
+        }
+        hl_tensor a, b;
+        hl_error err = {0};
+        ck_assert_int_eq(be->ops->upload_weight(be, &a, type, (int64_t[2]){k, rows}, gguf, &err), HL_OK);
+        ck_assert_msg(hl_backend_cuda_synth_weight(be, &b, type, (int64_t[2]){k, rows}, 42, name, std, &err) == HL_OK,
+                      "%s", err.msg);
+        const size_t bytes = type == HL_DTYPE_F16 ? (size_t)(k * rows) * 2 : (size_t)(k * rows) * 5;
+        uint8_t *ha = hl_xmalloc(bytes), *hb = hl_xmalloc(bytes);
+        if (type == HL_DTYPE_F16) {
+            ck_assert_int_eq(be->ops->download(be, ha, a.data, bytes, NULL), HL_OK);
+            ck_assert_int_eq(be->ops->download(be, hb, b.data, bytes, NULL), HL_OK);
+        } else {
+            int gs;
+            ck_assert_int_eq(hl_backend_cuda_unpack(be, &a, (int8_t *)ha, (uint32_t *)(ha + k * rows), &gs, NULL), HL_OK);
+            ck_assert_int_eq(hl_backend_cuda_unpack(be, &b, (int8_t *)hb, (uint32_t *)(hb + k * rows), &gs, NULL), HL_OK);
+        }
+        const size_t cmp = type == HL_DTYPE_F16 ? bytes : (size_t)(k * rows) + (size_t)(k * rows) / 32 * 4;
+        ck_assert_msg(memcmp(ha, hb, cmp) == 0,
+                      "%s: device synth differs from the CPU", hl_quant_name(type));
+        be->ops->release_weight(be, &a), be->ops->release_weight(be, &b);
+        free(vals), free(gguf), free(ha), free(hb);
+    }
+    hl_backend_free(be);
+}
+END_TEST
+#endif
+
+Suite *backend_cuda_suite(void) {
+    Suite *s = suite_create("backend_cuda");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_create_without_device);
+#if HL_CUDA
+    tcase_add_test(tc, test_repack_round_trip);
+    tcase_add_test(tc, test_matmul_against_ref);
+    tcase_add_test(tc, test_embed_every_type);
+    tcase_add_test(tc, test_elementwise_ops);
+    tcase_add_test(tc, test_rope_kv);
+    tcase_add_test(tc, test_attention_against_ref);
+    tcase_add_test(tc, test_graph_replay);
+    tcase_add_test(tc, test_synth_matches_cpu);
+#endif
+    suite_add_tcase(s, tc);
+    return s;
+}
