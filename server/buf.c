@@ -1,0 +1,63 @@
+// buf: growable byte buffer (see buf.h).
+#include "server/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void reserve(hl_buf *b, size_t extra) {
+    size_t need;
+    HL_ASSERT(hl_add_ok(b->len, extra + 1, &need));
+    if (need <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need) cap *= 2;
+    b->data = hl_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void hl_buf_append(hl_buf *b, const void *p, size_t n) {
+    reserve(b, n);
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void hl_buf_puts(hl_buf *b, const char *s) { hl_buf_append(b, s, strlen(s)); }
+
+void hl_buf_printf(hl_buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    HL_ASSERT(n >= 0);
+    reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void hl_buf_consume(hl_buf *b, size_t n) {
+    HL_ASSERT(n <= b->len);
+    if (n == 0) return;
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+void hl_buf_reset(hl_buf *b) {
+    b->len = 0;
+    if (b->data) b->data[0] = '\0';
+}
+
+void hl_buf_free(hl_buf *b) {
+    free(b->data);
+    *b = (hl_buf){0};
+}
+
+char *hl_buf_take(hl_buf *b, size_t *len) {
+    reserve(b, 0);
+    char *p = b->data;
+    if (len) *len = b->len;
+    *b = (hl_buf){0};
+    return p;
+}
