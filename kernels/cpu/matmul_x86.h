@@ -145,6 +145,18 @@ typedef struct kunpacked {
     float D, M;
 } kunpacked;
 
+#if defined(__AVX512BW__)
+// Stores a then b (64 bytes) as one store, so kdot's 64-byte loads forward from it.
+X86_INLINE void store_pair(uint8_t *p, __m256i a, __m256i b) {
+    _mm512_store_si512((void *)p, _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1));
+}
+#else
+X86_INLINE void store_pair(uint8_t *p, __m256i a, __m256i b) {
+    _mm256_store_si256((__m256i *)p, a);
+    _mm256_store_si256((__m256i *)(p + 32), b);
+}
+#endif
+
 X86_INLINE void scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
     if (j < 4) {
         *d = q[j] & 63;
@@ -178,8 +190,7 @@ X86_INLINE void unpack_q45k(int type, const uint8_t *b, kunpacked *k) {
             hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 1), one), 4));
             hb = _mm256_srli_epi16(hb, 2);
         }
-        _mm256_store_si256((__m256i *)(k->q + 64 * j), lo);
-        _mm256_store_si256((__m256i *)(k->q + 64 * j + 32), hi);
+        store_pair(k->q + 64 * j, lo, hi);
     }
 }
 
@@ -200,10 +211,8 @@ X86_INLINE void unpack_q6k(const uint8_t *b, kunpacked *k) {
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * n));
         const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32));
         const __m256i h = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
-        _mm256_store_si256((__m256i *)(k->q + 128 * n), q6_part(l0, 0, h, 0));
-        _mm256_store_si256((__m256i *)(k->q + 128 * n + 32), q6_part(l1, 0, h, 2));
-        _mm256_store_si256((__m256i *)(k->q + 128 * n + 64), q6_part(l0, 4, h, 4));
-        _mm256_store_si256((__m256i *)(k->q + 128 * n + 96), q6_part(l1, 4, h, 6));
+        store_pair(k->q + 128 * n, q6_part(l0, 0, h, 0), q6_part(l1, 0, h, 2));
+        store_pair(k->q + 128 * n + 64, q6_part(l0, 4, h, 4), q6_part(l1, 4, h, 6));
     }
 }
 
