@@ -3,16 +3,27 @@
 
 #include <stdlib.h>
 #include <strings.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "common/hl.h"
 
 static const char *const names[HL_CPU_ISA_COUNT] = {"scalar", "avx2", "avx512", "vnni"};
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C through cpuid: clang 14's __builtin_cpu_supports does not know "f16c".
+static bool has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 int hl_cpu_features_detect(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return HL_CPU_ISA_SCALAR;
-    if (!__builtin_cpu_supports("f16c")) return HL_CPU_ISA_SCALAR;
+    if (!has_f16c()) return HL_CPU_ISA_SCALAR;
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
         return HL_CPU_ISA_AVX2;
