@@ -5,7 +5,11 @@
      - SmolLM2-135M-Instruct Q4_1 (the default model file);
      - synthetic:s135:q4_0 seed 1, generated in memory by halyard (so this also checks that the
        in-memory generator gives the weights `halyard synth` wrote for the fixture).
-2. Live, when llama_cpp (llama-cpp-python) is importable: llama.cpp's logits on the default
+2. A Hugging Face safetensors folder (random tiny llama, F32) loaded directly gives the same
+   logits, bit for bit, as the GGUF that `halyard quantize --type f32` makes of it (so the direct
+   loader permutes q/k rows exactly as the importer, which test_model_tools checks against
+   convert_hf_to_gguf.py's permute).
+3. Live, when llama_cpp (llama-cpp-python) is importable: llama.cpp's logits on the default
    model and on a freshly synthesized file (s135 q8_0, new seed each run).
 
 At every position: halyard's top-1 is the reference's top-1, or a near tie (the reference
@@ -16,6 +20,7 @@ float reference; the bounds are about twice the largest error seen (logit std is
 """
 import json
 import os
+import struct
 import random
 import subprocess
 import sys
@@ -111,11 +116,66 @@ def check_llamacpp():
                 llamacpp_top(path, prompts), LLAMACPP_BOUND["synth"])
 
 
+def write_hf_model(d, vocab):
+    import numpy as np
+    rng = np.random.default_rng(7)
+    dim, n_heads, n_kv, ffn, layers = 64, 4, 2, 128, 2
+    hd = dim // n_heads
+    cfg = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=dim, intermediate_size=ffn,
+               num_attention_heads=n_heads, num_key_value_heads=n_kv, num_hidden_layers=layers, vocab_size=vocab,
+               rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=512, tie_word_embeddings=False,
+               hidden_act="silu")
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    mat = lambda rows, cols, std=None: rng.standard_normal((rows, cols)) * (std or cols ** -0.5)
+    arrays = {"model.embed_tokens.weight": mat(vocab, dim, 1.0), "lm_head.weight": mat(vocab, dim, 0.4),
+              "model.norm.weight": 1 + 0.1 * rng.standard_normal(dim)}
+    for il in range(layers):
+        p = f"model.layers.{il}."
+        arrays[p + "input_layernorm.weight"] = 1 + 0.1 * rng.standard_normal(dim)
+        arrays[p + "post_attention_layernorm.weight"] = 1 + 0.1 * rng.standard_normal(dim)
+        arrays[p + "self_attn.q_proj.weight"] = mat(n_heads * hd, dim)
+        arrays[p + "self_attn.k_proj.weight"] = mat(n_kv * hd, dim)
+        arrays[p + "self_attn.v_proj.weight"] = mat(n_kv * hd, dim)
+        arrays[p + "self_attn.o_proj.weight"] = mat(dim, n_heads * hd)
+        arrays[p + "mlp.gate_proj.weight"] = mat(ffn, dim)
+        arrays[p + "mlp.up_proj.weight"] = mat(ffn, dim)
+        arrays[p + "mlp.down_proj.weight"] = mat(dim, ffn)
+    header, off, blobs = {}, 0, []
+    for name, a in arrays.items():
+        b = a.astype(np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(os.path.join(d, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def check_safetensors(prompts):
+    with tempfile.TemporaryDirectory() as tmp:
+        d = os.path.join(tmp, "hf")
+        os.makedirs(d)
+        write_hf_model(d, 49152)
+        gguf_path = os.path.join(tmp, "hf-f32.gguf")
+        p = subprocess.run([BIN, "quantize", d, gguf_path, "--type", "f32", "--tokenizer-from", MODEL],
+                           capture_output=True, text=True, cwd=ROOT)
+        assert p.returncode == 0, p.stderr
+        direct = halyard_logits(d, prompts, "--tokenizer-from", MODEL)
+        imported = halyard_logits(gguf_path, prompts)
+        assert direct == imported, "safetensors loaded directly differs from its GGUF import"
+        spread = max(r[0][0][1] - r[0][-1][1] for r in direct)
+        assert spread > 0.5, f"flat logits ({spread}): the comparison would prove little"
+    print(f"safetensors folder == its f32 GGUF import, bit for bit, on {len(prompts)} prompts")
+
+
 def main():
     if not os.path.exists(MODEL):
         print(f"SKIP: {MODEL} not fetched (sh tools/fetch_model.sh models)")
         sys.exit(77)
     check_fixtures()
+    fx = json.load(open(os.path.join(FIX, CASES[0][0])))
+    check_safetensors([p["ids"] for p in fx["prompts"]])
     check_llamacpp()
     print("ok")
 
