@@ -147,7 +147,7 @@ static bool on_text(void *ctx, const char *text, size_t len) {
 
 static void print_stats(const hl_generate_result *res) {
     const int n_new = res->n_prompt - res->n_cached, n_dec = res->n_generated - 1;
-    fprintf(stderr, "\n[prompt: %d tokens (%d cached) in %.1f ms, %.2f tok/s | generation: %d tokens in %.1f ms, "
+    fprintf(stderr, "[prompt: %d tokens (%d cached) in %.1f ms, %.2f tok/s | generation: %d tokens in %.1f ms, "
             "%.2f tok/s | finish: %s]\n", n_new, res->n_cached, res->prompt_ms,
             res->prompt_ms > 0 ? n_new * 1000.0 / res->prompt_ms : 0.0, res->n_generated, res->gen_ms,
             res->gen_ms > 0 && n_dec > 0 ? n_dec * 1000.0 / res->gen_ms : 0.0, hl_generate_finish_name(res->finish));
@@ -172,7 +172,11 @@ static int generate_once(session *s, reply *r, hl_error *err) {
                      : hl_prompt_encode_text(s->m->tok, s->a->prompt, &ids, err);
     hl_generate_result res;
     if (rc == HL_OK) rc = hl_generator_run(s->gen, ids.ids, (int)ids.n, &s->gp, on_text, r, &res, err);
-    if (rc == HL_OK) print_stats(&res);
+    if (rc == HL_OK) {
+        putchar('\n');
+        fflush(stdout);
+        print_stats(&res);
+    }
     hl_tokens_free(&ids);
     return rc;
 }
