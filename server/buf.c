@@ -26,14 +26,12 @@ void hl_buf_puts(hl_buf *b, const char *s) { hl_buf_append(b, s, strlen(s)); }
 void hl_buf_printf(hl_buf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
     va_end(ap);
-    HL_ASSERT(n >= 0);
-    reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
+    if (n < 0) hl_panic(__FILE__, __LINE__, "out of memory formatting a buffer");
+    hl_buf_append(b, s, (size_t)n);
+    free(s);
 }
 
 void hl_buf_consume(hl_buf *b, size_t n) {

@@ -7,7 +7,7 @@ set -e
 APT_PKGS="build-essential pkg-config check libsubunit-dev libpcre2-dev libmicrohttpd-dev \
 libcjson-dev libcurl4-openssl-dev python3 python3-venv unzip curl clang cmake"
 PC_MODULES="check libpcre2-8 libmicrohttpd libcjson libcurl"
-PY_PKGS="numpy gguf"
+PY_PKGS="numpy gguf openai anthropic"
 # llama.cpp, built from source by llama-cpp-python (about 4 minutes on 2 cores): the peer that
 # synth/quantize output is checked against and that benchmarks compare with.
 LLAMA_CPP_PKG="llama-cpp-python==0.3.36"
