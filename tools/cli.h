@@ -7,6 +7,7 @@
 
 #include "common/hl.h"
 
+int hl_cmd_bench(int argc, char **argv);
 int hl_cmd_detokenize(int argc, char **argv);
 int hl_cmd_info(int argc, char **argv);
 int hl_cmd_logits(int argc, char **argv);

@@ -16,6 +16,7 @@ typedef struct command {
 
 static const command commands[] = {
     // keep sorted; one line per subcommand
+    {"bench", hl_cmd_bench, "benchmark a server (serve), the engine (engine) or single kernels (kernels)"},
     {"detokenize", hl_cmd_detokenize, "turn token ids back into text (JSON array or --jsonl)"},
     {"info", hl_cmd_info, "describe a model file: hyper-parameters, tokenizer, tensors, memory"},
     {"logits", hl_cmd_logits, "top-K logits of every position of token id lines (debugging, comparisons)"},
