@@ -94,8 +94,9 @@ static int feed(hl_generator *g, const int32_t *ids, int n, hl_error *err) {
     for (int done = 0; done < n;) {
         const int nt = n - done < g->chunk ? n - done : g->chunk;
         int rc = hl_kv_cache_seq_reserve(g->kv, &g->seq, g->n_tokens + nt, err);
-        hl_llama_seq s = {.tokens = ids + done, .n_tokens = nt, .n_past = g->n_tokens, .blocks = g->seq.blocks,
-                          .n_blocks = g->seq.n_blocks, .n_logits = done + nt == n ? 1 : 0};
+        hl_llama_seq s = {.tokens = ids + done, .n_tokens = nt, .n_past = g->n_tokens,
+                          .blocks = g->seq.blocks, .n_blocks = g->seq.n_blocks,
+                          .n_logits = done + nt == n ? 1 : 0};
         if (rc == HL_OK) rc = hl_llama_forward(g->llama, &s, 1, g->logits, err);
         if (rc != HL_OK) return rc;
         memcpy(g->tokens + g->n_tokens, ids + done, sizeof(int32_t) * (size_t)nt);
@@ -146,14 +147,15 @@ static void flush_text(run_state *st) {
     emit(st, &r);
 }
 
-static int start(hl_generator *g, const int32_t *prompt, int n_prompt, const hl_generate_params *p, run_state *st,
-                 hl_error *err) {
+static int start(hl_generator *g, const int32_t *prompt, int n_prompt, const hl_generate_params *p,
+                 run_state *st, hl_error *err) {
     const int n_vocab = g->model->cfg.n_vocab;
     if (!(st->sampler = hl_sampler_create(&p->sampling, n_vocab, err))) return err ? err->code : HL_ERR_INVAL;
     int32_t eog[HL_SAMPLER_MAX_EOG_IDS];
     int n_eog = g->n_eog;
     memcpy(eog, g->eog, sizeof(int32_t) * (size_t)n_eog);
-    for (int i = 0; i < p->n_eog_ids && n_eog < HL_SAMPLER_MAX_EOG_IDS; i++) eog[n_eog++] = p->eog_ids[i];
+    for (int i = 0; i < p->n_eog_ids && n_eog < HL_SAMPLER_MAX_EOG_IDS; i++)
+        eog[n_eog++] = p->eog_ids[i];
     int rc = hl_sampler_set_eog_ids(st->sampler, eog, n_eog, err);
     if (rc == HL_OK) rc = hl_sampler_accept_prompt(st->sampler, prompt, n_prompt, err);
     if (rc != HL_OK) return rc;
@@ -202,7 +204,8 @@ int hl_generator_run(hl_generator *g, const int32_t *prompt, int n_prompt, const
                      hl_generate_text_fn on_text, void *ctx, hl_generate_result *res_out, hl_error *err) {
     hl_generate_result res = {.finish = HL_GENERATE_EOG, .n_prompt = n_prompt};
     if (n_prompt < 1 || n_prompt >= g->n_ctx)
-        return hl_errorf(err, HL_ERR_INVAL, "prompt of %d tokens does not fit a context of %d", n_prompt, g->n_ctx);
+        return hl_errorf(err, HL_ERR_INVAL, "prompt of %d tokens does not fit a context of %d", n_prompt,
+                         g->n_ctx);
     run_state st = {.on_text = on_text, .ctx = ctx};
     int rc = start(g, prompt, n_prompt, p, &st, err);
     if (rc == HL_OK) {

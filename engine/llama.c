@@ -51,7 +51,8 @@ static void arena_free(hl_backend *be, arena *a) {
 
 static int arena_alloc(hl_backend *be, arena *a, const hl_model_config *c, int T, int R, hl_error *err) {
     const size_t f = sizeof(float), t = (size_t)T;
-    const size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    const size_t qd = (size_t)c->n_heads * (size_t)c->head_dim;
+    const size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     struct { void **p; size_t n_bytes; } bufs[] = {
         {&a->x, t * (size_t)c->dim * f},   {&a->xb, t * (size_t)c->dim * f},    {&a->q, t * qd * f},
         {&a->k, t * kvd * f},              {&a->v, t * kvd * f},                {&a->att, t * qd * f},
@@ -128,7 +129,8 @@ static int check_seq(const hl_llama *l, const hl_llama_seq *s, int i, hl_error *
                          s->n_past + s->n_tokens);
     for (int b = 0; b < s->n_blocks; b++) {
         if (s->blocks[b] < 0 || s->blocks[b] >= n_pool)
-            return hl_errorf(err, HL_ERR_INVAL, "llama: sequence %d: block id %d outside the pool", i, s->blocks[b]);
+            return hl_errorf(err, HL_ERR_INVAL, "llama: sequence %d: block id %d outside the pool", i,
+                             s->blocks[b]);
     }
     for (int t = 0; t < s->n_tokens; t++) {
         if (s->tokens[t] < 0 || s->tokens[t] >= l->model->cfg.n_vocab)
@@ -156,7 +158,8 @@ static int layout(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, hl_error *e
         const hl_llama_seq *s = &seqs[i];
         l->seq_start[i] = t;
         l->ctx_len[i] = s->n_past + s->n_tokens;
-        memcpy(l->block_table + (size_t)i * (size_t)n_pool, s->blocks, sizeof(int32_t) * (size_t)s->n_blocks);
+        memcpy(l->block_table + (size_t)i * (size_t)n_pool, s->blocks,
+               sizeof(int32_t) * (size_t)s->n_blocks);
         for (int j = 0; j < s->n_tokens; j++, t++) {
             const int32_t p = s->n_past + j;
             l->tokens[t] = s->tokens[j];

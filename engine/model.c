@@ -57,7 +57,8 @@ static int get_st(const loader *ld, const char *name, src_tensor *s, hl_error *e
     if (t->dtype != HL_DTYPE_F32 && t->dtype != HL_DTYPE_F16 && t->dtype != HL_DTYPE_BF16)
         return hl_errorf(err, HL_ERR_UNSUPPORTED, "tensor %s: dtype %s (F32, F16 or BF16 only)", hf,
                          hl_safetensors_dtype_name(t->dtype));
-    *s = (src_tensor){.type = t->dtype, .ne = {t->ne[0], t->n_dims == 2 ? t->ne[1] : 1}, .n_bytes = t->n_bytes};
+    *s = (src_tensor){.type = t->dtype, .ne = {t->ne[0], t->n_dims == 2 ? t->ne[1] : 1},
+                      .n_bytes = t->n_bytes};
     s->owned = malloc(t->n_bytes ? t->n_bytes : 1);
     if (!s->owned) return hl_errorf(err, HL_ERR_NOMEM, "tensor %s: %zu bytes", hf, t->n_bytes);
     const int n_heads = hl_st_import_perm_heads(ld->cfg, name);
@@ -164,13 +165,15 @@ static int upload_layer(const loader *ld, hl_model *m, int il, hl_error *err) {
 }
 
 static int upload_all(const loader *ld, hl_model *m, hl_error *err) {
-    int rc = upload(ld, m->be, "token_embd.weight", HL_OP_EMBED, &m->token_embd, &m->weight_bytes, err);
-    if (rc == HL_OK && m->cfg.tied_embeddings && !m->be->ops->supports(m->be, HL_OP_MATMUL, m->token_embd.type))
-        rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "token_embd.weight (tied output): the %s backend cannot run %s weights",
-                       m->be->ops->name, hl_quant_name(m->token_embd.type));
-    if (rc == HL_OK) rc = upload(ld, m->be, "output_norm.weight", HL_OP_RMSNORM, &m->output_norm, &m->weight_bytes, err);
+    hl_backend *be = m->be;
+    size_t *n_bytes = &m->weight_bytes;
+    int rc = upload(ld, be, "token_embd.weight", HL_OP_EMBED, &m->token_embd, n_bytes, err);
+    if (rc == HL_OK && m->cfg.tied_embeddings && !be->ops->supports(be, HL_OP_MATMUL, m->token_embd.type))
+        rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "token_embd.weight (tied output): the %s backend cannot "
+                       "run %s weights", be->ops->name, hl_quant_name(m->token_embd.type));
+    if (rc == HL_OK) rc = upload(ld, be, "output_norm.weight", HL_OP_RMSNORM, &m->output_norm, n_bytes, err);
     if (rc == HL_OK && !m->cfg.tied_embeddings)
-        rc = upload(ld, m->be, "output.weight", HL_OP_MATMUL, &m->output, &m->weight_bytes, err);
+        rc = upload(ld, be, "output.weight", HL_OP_MATMUL, &m->output, n_bytes, err);
     if (rc == HL_OK && m->cfg.tied_embeddings) m->output = m->token_embd;
     for (int il = 0; il < m->cfg.n_layers && rc == HL_OK; il++) rc = upload_layer(ld, m, il, err);
     return rc;
@@ -192,7 +195,8 @@ static int setup_rope(const loader *ld, hl_model *m, hl_error *err) {
         m->rope_factors = read_f32(ld, "rope_freqs.weight", &n, err);
         if (!m->rope_factors) return err ? err->code : HL_ERR_FORMAT;
         if (n != c->n_rot / 2)
-            return hl_errorf(err, HL_ERR_FORMAT, "rope_freqs.weight has %lld values, want %d", (long long)n, c->n_rot / 2);
+            return hl_errorf(err, HL_ERR_FORMAT, "rope_freqs.weight has %lld values, want %d", (long long)n,
+                             c->n_rot / 2);
         m->rope.freq_factors = m->rope_factors;
         return HL_OK;
     }
@@ -241,8 +245,8 @@ static hl_tokenizer *synth_tokenizer(const hl_model_params *p, hl_model *m, hl_e
     if (path) return tokenizer_from_gguf_path(path, err);
     path = find_file("shared/fixtures/llama3-tokenizer/vocab.json");
     if (!path) {
-        hl_errorf(err, HL_ERR_IO, "synthetic model: no tokenizer (give --tokenizer-from FILE.gguf; neither %s "
-                  "nor ../shared/fixtures/llama3-tokenizer was found)", HL_MODEL_DEFAULT_PATH);
+        hl_errorf(err, HL_ERR_IO, "synthetic model: no tokenizer (give --tokenizer-from FILE.gguf; "
+                  "neither %s nor ../shared/fixtures/llama3-tokenizer was found)", HL_MODEL_DEFAULT_PATH);
         return NULL;
     }
     char dir[1024];
@@ -258,12 +262,13 @@ static int open_gguf(const char *path, loader *ld, hl_model *m, hl_error *err) {
     if (!(ld->g = hl_gguf_open(path, err))) return err ? err->code : HL_ERR_IO;
     int rc = hl_model_config_from_gguf(ld->g, &m->cfg, err);
     if (rc == HL_OK)
-        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_GGUF, hl_model_config_lookup_gguf, ld->g, err);
+        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_GGUF, hl_model_config_lookup_gguf, ld->g,
+                                           err);
     if (rc != HL_OK) return rc;
     hl_gguf_str name = {0};
     hl_error ignore = {0};
-    if (hl_gguf_get_str(ld->g, "general.name", &name, &ignore) == HL_OK) m->name = hl_xstrndup(name.ptr, name.len);
-    else m->name = hl_xstrdup(path);
+    bool named = hl_gguf_get_str(ld->g, "general.name", &name, &ignore) == HL_OK;
+    m->name = named ? hl_xstrndup(name.ptr, name.len) : hl_xstrdup(path);
     m->tok = hl_tokenizer_create_from_gguf(ld->g, err);
     return m->tok ? HL_OK : hl_error_wrap(err, "tokenizer of %s", path);
 }
@@ -278,21 +283,24 @@ static int open_st(const char *path, const hl_model_params *p, loader *ld, hl_mo
     int rc = hl_model_config_from_hf_file(dir, &m->cfg, err);
     if (rc == HL_OK && !(ld->st = hl_safetensors_open(path, err))) rc = err ? err->code : HL_ERR_IO;
     if (rc == HL_OK)
-        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_HF, hl_model_config_lookup_safetensors, ld->st, err);
+        rc = hl_model_config_check_tensors(&m->cfg, HL_NAMING_HF, hl_model_config_lookup_safetensors, ld->st,
+                                           err);
     if (rc == HL_OK) {
-        m->tok = p->tokenizer_from ? tokenizer_from_gguf_path(p->tokenizer_from, err) : tokenizer_from_hf_dir(dir, err);
+        m->tok = p->tokenizer_from ? tokenizer_from_gguf_path(p->tokenizer_from, err)
+                                   : tokenizer_from_hf_dir(dir, err);
         if (!m->tok) rc = err ? err->code : HL_ERR_IO;
     }
     free(dir);
     return rc;
 }
 
-static void synth_config(const hl_synth_shape *s, int n_vocab, const hl_tokenizer *tok, hl_model_config *c) {
-    *c = (hl_model_config){.arch = HL_ARCH_LLAMA, .n_vocab = n_vocab, .dim = s->dim, .n_layers = s->n_layers,
-                           .n_heads = s->n_heads, .n_kv_heads = s->n_kv_heads, .head_dim = s->dim / s->n_heads,
-                           .ffn_dim = s->ffn_dim, .n_ctx_train = s->n_ctx, .n_rot = s->dim / s->n_heads,
-                           .rope_theta = s->rope_theta, .rms_eps = s->rms_eps, .tied_embeddings = s->tied,
-                           .bos_id = -1, .eos_id = -1};
+static void synth_config(const hl_synth_shape *s, int n_vocab, const hl_tokenizer *tok,
+                         hl_model_config *c) {
+    *c = (hl_model_config){.arch = HL_ARCH_LLAMA, .n_vocab = n_vocab, .dim = s->dim,
+                           .n_layers = s->n_layers, .n_heads = s->n_heads, .n_kv_heads = s->n_kv_heads,
+                           .head_dim = s->dim / s->n_heads, .ffn_dim = s->ffn_dim, .n_ctx_train = s->n_ctx,
+                           .n_rot = s->dim / s->n_heads, .rope_theta = s->rope_theta, .rms_eps = s->rms_eps,
+                           .tied_embeddings = s->tied, .bos_id = -1, .eos_id = -1};
     if (s->rope_scale > 0) c->rope_scaling.type = HL_ROPE_SCALING_FREQ_TENSOR; // as the file stores it
     if (!tok) return;
     hl_tokenizer_ids ids = hl_tokenizer_special_ids(tok);
@@ -305,7 +313,8 @@ static void synth_config(const hl_synth_shape *s, int n_vocab, const hl_tokenize
 }
 
 // "synthetic:<shape>:<type>"
-static int open_synth(const char *path, const hl_model_params *p, loader *ld, hl_model *m, hl_error *err) {
+static int open_synth(const char *path, const hl_model_params *p, loader *ld, hl_model *m,
+                      hl_error *err) {
     char shape_name[32] = "", type_name[32] = "";
     const char *spec = path + strlen(SYNTH_PREFIX), *colon = strchr(spec, ':');
     if (!colon || colon - spec >= (long)sizeof shape_name || strlen(colon + 1) >= sizeof type_name)
@@ -329,7 +338,8 @@ static int open_synth(const char *path, const hl_model_params *p, loader *ld, hl
     synth_config(shape, n_vocab, m->tok, &m->cfg);
     int rc = hl_model_config_validate(&m->cfg, err);
     if (rc != HL_OK) return rc;
-    if (!(ld->syn = hl_synth_model_create(shape, ftype, p->synth_seed, n_vocab, err))) return err ? err->code : HL_ERR_INVAL;
+    ld->syn = hl_synth_model_create(shape, ftype, p->synth_seed, n_vocab, err);
+    if (!ld->syn) return err ? err->code : HL_ERR_INVAL;
     return hl_model_config_check_tensors(&m->cfg, HL_NAMING_GGUF, lookup_synth, ld->syn, err);
 }
 
@@ -374,9 +384,9 @@ void hl_model_free(hl_model *m) {
     hl_backend *be = m->be;
     if (m->layers) {
         for (int il = 0; il < m->cfg.n_layers; il++) {
-            hl_tensor *w[] = {&m->layers[il].attn_norm, &m->layers[il].wq, &m->layers[il].wk, &m->layers[il].wv,
-                              &m->layers[il].wo, &m->layers[il].ffn_norm, &m->layers[il].w_gate,
-                              &m->layers[il].w_up, &m->layers[il].w_down};
+            hl_model_layer *L = &m->layers[il];
+            hl_tensor *w[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                              &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
             for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
                 if (w[i]->data) be->ops->release_weight(be, w[i]);
             }

@@ -43,7 +43,8 @@ static int parse_args(int argc, char **argv, logits_args *a) {
         if (strcmp(s, "-m") == 0 || strcmp(s, "--model") == 0) a->model = val;
         else if (strcmp(s, "--tokenizer-from") == 0) a->tokenizer_from = val;
         else if (strcmp(s, "--top") == 0) ok = hl_cli_parse_int(s, val, 1, 1000, &a->top);
-        else if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0) ok = hl_cli_parse_int(s, val, 0, 1024, &a->threads);
+        else if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0)
+            ok = hl_cli_parse_int(s, val, 0, 1024, &a->threads);
         else if (strcmp(s, "--ctx") == 0) ok = hl_cli_parse_int(s, val, 16, 1 << 20, &a->ctx);
         else if (strcmp(s, "--chunk") == 0) ok = hl_cli_parse_int(s, val, 1, 8192, &a->chunk);
         else if (strcmp(s, "--seed") == 0) ok = hl_cli_parse_int(s, val, 0, INT64_MAX, &a->seed);
@@ -144,7 +145,8 @@ static int serve_lines(runner *r) {
     while ((len = getline(&line, &cap, stdin)) > 0) {
         hl_error err = {0};
         int n = 0;
-        if ((size_t)len > MAX_LINE_BYTES) hl_errorf(&err, HL_ERR_INVAL, "line longer than %zu bytes", MAX_LINE_BYTES);
+        if ((size_t)len > MAX_LINE_BYTES)
+            hl_errorf(&err, HL_ERR_INVAL, "line longer than %zu bytes", MAX_LINE_BYTES);
         int32_t *ids = err.code ? NULL : parse_ids(line, r->m->cfg.n_vocab, &n, &err);
         if (ids && run_line(r, ids, n, &err) == HL_OK) {
             free(ids);
@@ -172,8 +174,9 @@ int hl_cmd_logits(int argc, char **argv) {
     hl_model *m = be ? hl_model_load(a.model, be, &mp, &err) : NULL;
     r.m = m;
     if (m) {
-        hl_kv_geom g = {.n_blocks = (int)((a.ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK), .n_kv_heads = m->cfg.n_kv_heads,
-                        .head_dim = m->cfg.head_dim, .kv_type = HL_DTYPE_F16};
+        hl_kv_geom g = {.n_blocks = (int)((a.ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK),
+                        .n_kv_heads = m->cfg.n_kv_heads, .head_dim = m->cfg.head_dim,
+                        .kv_type = HL_DTYPE_F16};
         r.kv = hl_kv_cache_create(be, m->cfg.n_layers, &g, &err);
     }
     if (r.kv) r.l = hl_llama_create(m, r.kv, r.chunk, 1, r.chunk, &err);

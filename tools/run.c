@@ -40,7 +40,8 @@ static void usage(FILE *f) {
 // Options that take a number; false after printing the problem.
 static bool parse_number(run_args *a, const char *s, const char *v, bool *known) {
     *known = true;
-    if (strcmp(s, "-n") == 0 || strcmp(s, "--n-predict") == 0) return hl_cli_parse_int(s, v, -1, 1 << 30, &a->n_predict);
+    if (strcmp(s, "-n") == 0 || strcmp(s, "--n-predict") == 0)
+        return hl_cli_parse_int(s, v, -1, 1 << 30, &a->n_predict);
     if (strcmp(s, "--top-k") == 0) return hl_cli_parse_int(s, v, 0, 1 << 30, &a->top_k);
     if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0) return hl_cli_parse_int(s, v, 0, 1024, &a->threads);
     if (strcmp(s, "--ctx") == 0) return hl_cli_parse_int(s, v, 16, 1 << 20, &a->ctx);
@@ -150,7 +151,8 @@ static void print_stats(const hl_generate_result *res) {
     fprintf(stderr, "[prompt: %d tokens (%d cached) in %.1f ms, %.2f tok/s | generation: %d tokens in %.1f ms, "
             "%.2f tok/s | finish: %s]\n", n_new, res->n_cached, res->prompt_ms,
             res->prompt_ms > 0 ? n_new * 1000.0 / res->prompt_ms : 0.0, res->n_generated, res->gen_ms,
-            res->gen_ms > 0 && n_dec > 0 ? n_dec * 1000.0 / res->gen_ms : 0.0, hl_generate_finish_name(res->finish));
+            res->gen_ms > 0 && n_dec > 0 ? n_dec * 1000.0 / res->gen_ms : 0.0,
+            hl_generate_finish_name(res->finish));
 }
 
 typedef struct session {

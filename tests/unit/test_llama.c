@@ -154,8 +154,10 @@ START_TEST(test_mixed_batch) {
     hl_llama_seq s1 = {.tokens = a, .n_tokens = na, .n_past = 0, .blocks = sa.blocks, .n_blocks = sa.n_blocks};
     ck_assert_int_eq(hl_llama_forward(l, &s1, 1, NULL, &err), HL_OK);
     hl_llama_seq step[2] = {
-        {.tokens = a + na, .n_tokens = 1, .n_past = na, .blocks = sa.blocks, .n_blocks = sa.n_blocks, .n_logits = 1},
-        {.tokens = b, .n_tokens = nb, .n_past = 0, .blocks = sb.blocks, .n_blocks = sb.n_blocks, .n_logits = nb},
+        {.tokens = a + na, .n_tokens = 1, .n_past = na, .blocks = sa.blocks, .n_blocks = sa.n_blocks,
+         .n_logits = 1},
+        {.tokens = b, .n_tokens = nb, .n_past = 0, .blocks = sb.blocks, .n_blocks = sb.n_blocks,
+         .n_logits = nb},
     };
     float *out = malloc(sizeof(float) * (1 + nb) * N_VOCAB);
     ck_assert_msg(hl_llama_forward(l, step, 2, out, &err) == HL_OK, "%s", err.msg);
@@ -239,7 +241,8 @@ static void ref_rope(double *v, int n_heads, int hd, int pos, float theta) {
 }
 
 // Attention of one position over keys/values 0..pos (K, V: (n_ctx, n_kv * hd) doubles).
-static void ref_attend(const ref_model *r, double *out, const double *q, const double *K, const double *V, int pos) {
+static void ref_attend(const ref_model *r, double *out, const double *q, const double *K, const double *V,
+                       int pos) {
     const int kvd = r->n_kv * r->hd;
     double *sc = malloc(sizeof(double) * (size_t)(pos + 1));
     for (int h = 0; h < r->n_heads; h++) {
@@ -267,7 +270,8 @@ static void ref_forward(const ref_model *r, const int32_t *ids, int n, float *lo
     double *K = calloc((size_t)r->n_layers * n * kvd, sizeof(double));
     double *V = calloc((size_t)r->n_layers * n * kvd, sizeof(double));
     double *x = malloc(sizeof(double) * r->dim), *h = malloc(sizeof(double) * r->dim);
-    double *q = malloc(sizeof(double) * qd), *att = malloc(sizeof(double) * qd), *o = malloc(sizeof(double) * r->dim);
+    double *q = malloc(sizeof(double) * qd), *att = malloc(sizeof(double) * qd);
+    double *o = malloc(sizeof(double) * r->dim);
     double *g = malloc(sizeof(double) * big), *u = malloc(sizeof(double) * big);
     const float *out_w = hl_synth_model_find(r->syn, "output.weight") >= 0 ? W(r, "output.weight")
                                                                              : W(r, "token_embd.weight");
