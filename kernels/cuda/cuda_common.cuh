@@ -3,15 +3,11 @@
 // (cp.async, lop3, mma.sync m16n8k16, warp reductions). Device code only; C callers use
 // cuda_kernels.h and backend_cuda.h.
 //
-// Layouts (see cuda_kernels.h for the ids). A weight of N rows and K columns is padded to
-// Np = N rounded up to 64 and Kp = K rounded up to 64, and cut into m-tiles of 16 rows and
-// k-chunks of 64 columns. One k-chunk of one m-tile is 32 lanes × 16 bytes (int4) or
-// 2 × 32 lanes × 16 bytes (int8), ordered so that lane L's 16-byte load holds exactly the
-// A-fragments of mma.sync m16n8k16 it needs for the chunk's four 16-wide k-tiles.
-// After the codes come the group parameters: half2 (scale, min) per (m-tile, group, row of
-// 16), so w = scale * q + min with q the unsigned nibble (int4) or the signed byte (int8).
+// Layouts (ids in cuda_kernels.h, code placement in layout.h): after the codes come the group
+// parameters, half2 (scale, min) per (m-tile, group, row of 16), so w = scale * q + min with q
+// the unsigned nibble (int4) or the signed byte (int8, stored + 128).
 //
-//   size_t at = hl_i4_code_byte(mt, kc, KC, r, kk, &shift);   // where (16*mt + r, 64*kc + kk) is
+//   HL_CUDA_CHECK(cudaMemsetAsync(p, 0, n, stream));
 #pragma once
 
 // The Makefile links with the C compiler and no libstdc++, so the host side of every .cu must
@@ -30,6 +26,7 @@
 #include <stdint.h>
 
 #include "common/hl.h"
+#include "kernels/cuda/layout.h"
 
 // Hot-path launch errors are sticky and leave nothing to recover: panic with the text.
 #define HL_CUDA_CHECK(call)                                                                 \
@@ -43,34 +40,6 @@
 
 static inline int64_t hl_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static inline int64_t hl_div_up(int64_t x, int64_t m) { return (x + m - 1) / m; }
-
-// ---- layout geometry (host and device) ----
-
-// Byte offset of the int4 code of element (row 16*mt + r, column 64*kc + kk) inside the code
-// area, and the bit shift of its nibble in that byte. Inverse of the mma A-fragment order:
-// lane (g = r % 8, t = (kk % 8) / 2), u32 word kk / 16 of the lane's uint4, nibble
-// (r >= 8) + 2 * (kk % 16 >= 8) + 4 * (kk % 2).
-__host__ __device__ static inline size_t hl_i4_code_byte(int64_t mt, int64_t kc, int64_t KC, int r,
-                                                         int kk, int *shift) {
-    const int c = kk % 16, j = kk / 16;
-    const int lane = (r % 8) * 4 + (c % 8) / 2;
-    const int nib = (r >= 8 ? 1 : 0) + (c >= 8 ? 2 : 0) + 4 * (c % 2);
-    *shift = (nib % 2) * 4;
-    return ((size_t)(mt * KC + kc) * 32 + (size_t)lane) * 16 + (size_t)j * 4 + (size_t)(nib / 2);
-}
-
-// Byte offset of the int8 code of (row 16*mt + r, column 64*kc + kk). Per 64-column chunk a
-// lane owns two uint4: uint4 h covers k-tiles 2h and 2h+1, two u32 per k-tile (columns
-// < 8 and >= 8 of the tile); byte (r >= 8) + 2 * (kk % 2) inside the u32.
-__host__ __device__ static inline size_t hl_i8_code_byte(int64_t mt, int64_t kc, int64_t KC, int r,
-                                                         int kk) {
-    const int c = kk % 16, j = kk / 16;
-    const int lane = (r % 8) * 4 + (c % 8) / 2;
-    const int word = (j % 2) * 2 + (c >= 8 ? 1 : 0);
-    const int byte = (r >= 8 ? 1 : 0) + 2 * (c % 2);
-    return ((((size_t)(mt * KC + kc) * 2 + (size_t)(j / 2)) * 32 + (size_t)lane) * 16) +
-           (size_t)word * 4 + (size_t)byte;
-}
 
 // ---- device helpers ----
 

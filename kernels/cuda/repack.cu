@@ -109,25 +109,14 @@ __global__ void repack_codes(int type, const uint8_t *src, size_t row_bytes, int
     const int64_t mt = row0 / 16 + idx / (KC * words);
     const int64_t kc = (idx / words) % KC;
     const int in = (int)(idx % words);
-    const int g = (in / 4 % 32) / 4, t = (in / 4 % 32) % 4; // lane = in/4 (int4)
     uint32_t word = 0;
-    if (w.bits == 4) {
-        const int j = in % 4;
-        for (int n = 0; n < 8; n++) {
-            const int r = g + 8 * (n % 2), c = 2 * t + n / 4 + 8 * ((n / 2) % 2);
-            const int64_t row = mt * 16 + r, k = kc * 64 + j * 16 + c;
-            const int code = (row < w.n && k < w.k) ? gguf_code(type, src + (row - row0) * row_bytes, k) : 0;
-            word |= (uint32_t)(code & 15) << (4 * n);
-        }
-    } else {
-        const int h = in / 128, lane = (in % 128) / 4, wd = in % 4; // (h, lane, word)
-        const int g8 = lane / 4, t8 = lane % 4;
-        for (int b = 0; b < 4; b++) {
-            const int r = g8 + 8 * (b % 2), c = 2 * t8 + b / 2 + 8 * (wd % 2);
-            const int64_t row = mt * 16 + r, k = kc * 64 + (2 * h + wd / 2) * 16 + c;
-            const int code = (row < w.n && k < w.k) ? gguf_code(type, src + (row - row0) * row_bytes, k) : 0;
-            word |= (uint32_t)((code + 128) & 255) << (8 * b);
-        }
+    for (int e = 0; e < 32 / w.bits; e++) { // nibbles (int4) or bytes (int8) of the word
+        int r, kk;
+        if (w.bits == 4) hl_i4_word_elem(in, e, &r, &kk);
+        else hl_i8_word_elem(in, e, &r, &kk);
+        const int64_t row = mt * 16 + r, k = kc * 64 + kk;
+        const int code = (row < w.n && k < w.k) ? gguf_code(type, src + (row - row0) * row_bytes, k) : 0;
+        word |= (uint32_t)((w.bits == 4 ? code : code + 128) & ((1 << w.bits) - 1)) << (w.bits * e);
     }
     ((uint32_t *)w.codes)[(mt * KC + kc) * words + in] = word;
 }

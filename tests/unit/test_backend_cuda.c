@@ -14,6 +14,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_info.h"
+#include "kernels/cuda/layout.h"
 
 static bool have_device(void) {
     static int printed = 0;
@@ -31,6 +32,82 @@ START_TEST(test_create_without_device) {
     ck_assert_ptr_null(be);
     ck_assert(err.code == (hl_cuda_built() ? HL_ERR_DEVICE : HL_ERR_UNSUPPORTED));
     ck_assert(err.msg[0] != '\0');
+}
+END_TEST
+
+// ---- the repacked layout against the mma.sync fragment order (no device needed) ----
+
+// PTX prmt (default mode): byte i of the result is byte (s >> 4i) & 7 of {y, x}.
+static uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+    const uint64_t v = ((uint64_t)y << 32) | x;
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++) r |= (uint32_t)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+    return r;
+}
+
+static float f16_lo(uint32_t u) { return hl_f16_to_f32((uint16_t)(u & 0xffff)); }
+static float f16_hi(uint32_t u) { return hl_f16_to_f32((uint16_t)(u >> 16)); }
+
+// The A fragment of m16n8k16 (PTX ISA): register ri, half h of lane (g, t) is row g + 8 (ri % 2),
+// column 2t + h + 8 (ri / 2) of the 16x16 tile.
+static void frag_pos(int lane, int ri, int h, int *row, int *col) {
+    *row = lane / 4 + 8 * (ri % 2);
+    *col = 2 * (lane % 4) + h + 8 * (ri / 2);
+}
+
+// Feeds words whose nibbles (int4) or bytes (int8) carry their own index through the kernel's
+// dequantization arithmetic (matmul.cu: lop3 / prmt and the 0x6400 exponent trick, emulated
+// bit for bit), and checks that every fragment slot receives the element layout.h put there,
+// and that layout.h's two directions are inverse bijections.
+START_TEST(test_layout_matches_mma_fragments) {
+    have_device();
+    int seen4[16][64] = {{0}}, seen8[16][64] = {{0}};
+    for (int lane = 0; lane < 32; lane++) {
+        for (int j = 0; j < 4; j++) {
+            const int w4 = lane * 4 + j;
+            uint32_t q = 0x76543210u; // nibble n holds n
+            for (int i = 0; i < 2; i++, q >>= 8) {
+                const uint32_t lo = (q & 0x000f000fu) | 0x64006400u, hi = (q & 0x00f000f0u) | 0x64006400u;
+                const float v[2][2] = {{f16_lo(lo) - 1024, f16_hi(lo) - 1024},
+                                       {f16_lo(hi) * 0.0625f - 64, f16_hi(hi) * 0.0625f - 64}};
+                for (int part = 0; part < 2; part++) {
+                    for (int h = 0; h < 2; h++) {
+                        int row, col, r, kk, shift;
+                        frag_pos(lane, 2 * i + part, h, &row, &col);
+                        const int n = (int)v[part][h];
+                        hl_i4_word_elem(w4, n, &r, &kk);
+                        ck_assert_msg(r == row && kk == j * 16 + col, "int4 lane %d tile %d nibble %d", lane, j, n);
+                        ck_assert_uint_eq(hl_i4_code_byte(0, 0, 1, r, kk, &shift), (size_t)(w4 * 4 + n / 2));
+                        ck_assert_int_eq(shift, 4 * (n % 2));
+                        seen4[r][kk]++;
+                    }
+                }
+            }
+            const int w8 = ((j / 2) * 32 + lane) * 4 + (j % 2) * 2; // X; Y = w8 + 1
+            const uint32_t xy[2] = {0x83828180u, 0x87868584u};        // byte b of X/Y holds 128 + 4 word + b
+            for (int i = 0; i < 2; i++) {
+                const uint32_t lo = byte_perm(xy[i], 0x64646464u, 0x4240), hi = byte_perm(xy[i], 0x64646464u, 0x4341);
+                const float v[2][2] = {{f16_lo(lo) - 1152, f16_hi(lo) - 1152}, {f16_lo(hi) - 1152, f16_hi(hi) - 1152}};
+                for (int part = 0; part < 2; part++) {
+                    for (int h = 0; h < 2; h++) {
+                        int row, col, r, kk;
+                        frag_pos(lane, 2 * i + part, h, &row, &col);
+                        const int id = (int)v[part][h], w = w8 + id / 4, b = id % 4;
+                        hl_i8_word_elem(w, b, &r, &kk);
+                        ck_assert_msg(r == row && kk == j * 16 + col, "int8 lane %d tile %d byte %d", lane, j, id);
+                        ck_assert_uint_eq(hl_i8_code_byte(0, 0, 1, r, kk), (size_t)(w * 4 + b));
+                        seen8[r][kk]++;
+                    }
+                }
+            }
+        }
+    }
+    for (int r = 0; r < 16; r++) {
+        for (int kk = 0; kk < 64; kk++) {
+            ck_assert_msg(seen4[r][kk] == 1 && seen8[r][kk] == 1, "element (%d, %d) seen %d / %d times", r, kk,
+                          seen4[r][kk], seen8[r][kk]);
+        }
+    }
 }
 END_TEST
 
@@ -592,6 +669,7 @@ Suite *backend_cuda_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_create_without_device);
+    tcase_add_test(tc, test_layout_matches_mma_fragments);
 #if HL_CUDA
     tcase_add_test(tc, test_repack_round_trip);
     tcase_add_test(tc, test_matmul_against_ref);
