@@ -24,6 +24,32 @@
 int hl_bench_serve(int argc, char **argv);
 int hl_bench_kernels(int argc, char **argv);
 
+// ---- machine ceilings for `bench kernels` (bench_probe.c, bench_fma_*.c) ----
+
+// Peak-FLOP loops: iters x HL_BENCH_FMA_CHAINS fused multiply-adds on 8 (AVX2) or 16
+// (AVX-512) fp32 lanes; the result only keeps the work from being optimized away. Call one
+// only when the CPU has that ISA (they are compiled with it).
+#define HL_BENCH_FMA_CHAINS 12
+double hl_bench_fma_avx2(int64_t iters, float seed);
+double hl_bench_fma_avx512(int64_t iters, float seed);
+
+typedef struct hl_bench_ceilings {
+    int n_threads;          // threads the probes ran on
+    size_t llc_bytes;       // last-level cache as the OS reports it (a guess when it does not)
+    size_t probe_bytes;     // size of each memcpy probe buffer (> the last-level cache)
+    double memcpy_gbps;     // memcpy bandwidth, bytes read + written per second / 1e9
+    double peak_gflops;     // fp32 FMA peak, 2 flops per lane per FMA
+    const char *fma_isa;    // which loop measured the peak: "sse2", "avx2", "avx512"
+} hl_bench_ceilings;
+
+// The last-level cache size of this machine in bytes (sysfs / sysconf; 32 MiB when unknown).
+size_t hl_bench_llc_bytes(void);
+
+// Measures the CPU's ceilings on n_threads threads (<= 0: one per core), the FMA loop on the
+// widest of isa (enum hl_cpu_isa) it has. Each probe runs for about min_ms. HL_ERR_NOMEM
+// when the probe buffers cannot be allocated, HL_ERR_IO when threads cannot start.
+int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings *out, hl_error *err);
+
 // ---- incremental SSE parsing (bench_sse.c) ----
 
 // Called once per complete event with its data (data lines joined by '\n', NUL-terminated,
