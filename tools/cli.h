@@ -15,6 +15,7 @@ int hl_cmd_pull(int argc, char **argv);
 int hl_cmd_quantize(int argc, char **argv);
 int hl_cmd_quant_row(int argc, char **argv);
 int hl_cmd_run(int argc, char **argv);
+int hl_cmd_serve(int argc, char **argv);
 int hl_cmd_synth(int argc, char **argv);
 int hl_cmd_tokenize(int argc, char **argv);
 int hl_cmd_version(int argc, char **argv);

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"quant-row", hl_cmd_quant_row, "(debug) run one reference (de)quantizer over a file"},
     {"quantize", hl_cmd_quantize, "convert a GGUF or safetensors model to a quantized GGUF"},
     {"run", hl_cmd_run, "generate text from a prompt or chat (--chat, --interactive) on the CPU"},
+    {"serve", hl_cmd_serve, "serve a model over HTTP: OpenAI and Anthropic APIs, SSE, metrics"},
     {"synth", hl_cmd_synth, "write a model of a real shape with deterministic random weights"},
     {"tokenize", hl_cmd_tokenize, "print the token ids of a text (JSON array or --jsonl)"},
     {"version", hl_cmd_version, "print the version and build features"},
