@@ -36,7 +36,7 @@ install)
     apt-get install -y -qq $APT_PKGS
     ;;
 python)
-    if [ -x .venv/bin/python ] && .venv/bin/python -c "import numpy, gguf, llama_cpp" 2>/dev/null; then exit 0; fi
+    if [ -x .venv/bin/python ] && .venv/bin/python -c "import numpy, gguf, llama_cpp, openai, anthropic" 2>/dev/null; then exit 0; fi
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q $PY_PKGS
