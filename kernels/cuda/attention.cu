@@ -18,6 +18,7 @@
 
 #define ATT_MAX_G 8   // query heads per KV head handled by one block
 #define PF_BK 32      // keys per staged prefill tile
+#define ATT_UNROLL 4  // K/V loads in flight per lane in decode
 
 __device__ static inline size_t kv_at(int32_t bid, int n_kv, int h, int off, int D) {
     return (((size_t)bid * (size_t)n_kv + (size_t)h) * 16 + (size_t)off) * (size_t)D;
@@ -52,22 +53,30 @@ template <int D> __global__ void __launch_bounds__(128) attn_decode_kernel(hl_cu
     for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = q[i] * a.scale;
     __syncthreads();
 
-    // scores: hot, one 16-byte K load per lane and token
+    // scores: hot, one 16-byte K load per lane and token; ATT_UNROLL loads in flight per lane
     const half *kc = (const half *)a.kc;
-    for (int j0 = start + warp * TPW; j0 < end; j0 += 4 * TPW) {
-        const int j = j0 + tt;
-        uint4 kv = make_uint4(0, 0, 0, 0);
-        if (j < end) kv = *(const uint4 *)(kc + kv_at(table[j / 16], a.n_kv_heads, kvh, j % 16, D) + sub * 8);
-        const half2 *k2 = (const half2 *)&kv;
-        float kf[8];
-        for (int e = 0; e < 4; e++) kf[2 * e] = __low2float(k2[e]), kf[2 * e + 1] = __high2float(k2[e]);
+    for (int j0 = start + warp * TPW; j0 < end; j0 += 4 * TPW * ATT_UNROLL) {
+        uint4 kv[ATT_UNROLL];
 #pragma unroll
-        for (int gh = 0; gh < ATT_MAX_G; gh++) {
-            if (gh >= G) break;
-            float dot = 0;
-            for (int e = 0; e < 8; e++) dot += qs[gh][sub * 8 + e] * kf[e];
-            for (int o = LPT / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-            if (sub == 0 && j < end) sc[gh][j - start] = dot;
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int j = j0 + u * 4 * TPW + tt;
+            kv[u] = make_uint4(0, 0, 0, 0);
+            if (j < end) kv[u] = *(const uint4 *)(kc + kv_at(table[j / 16], a.n_kv_heads, kvh, j % 16, D) + sub * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int j = j0 + u * 4 * TPW + tt;
+            const half2 *k2 = (const half2 *)&kv[u];
+            float kf[8];
+            for (int e = 0; e < 4; e++) kf[2 * e] = __low2float(k2[e]), kf[2 * e + 1] = __high2float(k2[e]);
+#pragma unroll
+            for (int gh = 0; gh < ATT_MAX_G; gh++) {
+                if (gh >= G) break;
+                float dot = 0;
+                for (int e = 0; e < 8; e++) dot += qs[gh][sub * 8 + e] * kf[e];
+                for (int o = LPT / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+                if (sub == 0 && j < end) sc[gh][j - start] = dot;
+            }
         }
     }
     __syncthreads();
@@ -95,18 +104,27 @@ template <int D> __global__ void __launch_bounds__(128) attn_decode_kernel(hl_cu
     for (int gh = 0; gh < ATT_MAX_G; gh++)
         for (int e = 0; e < 8; e++) acc[gh][e] = 0.0f;
     const half *vc = (const half *)a.vc;
-    for (int j0 = start + warp * TPW; j0 < end; j0 += 4 * TPW) {
-        const int j = j0 + tt;
-        if (j >= end) continue;
-        const uint4 vv = *(const uint4 *)(vc + kv_at(table[j / 16], a.n_kv_heads, kvh, j % 16, D) + sub * 8);
-        const half2 *v2 = (const half2 *)&vv;
+    for (int j0 = start + warp * TPW; j0 < end; j0 += 4 * TPW * ATT_UNROLL) {
+        uint4 vv[ATT_UNROLL];
 #pragma unroll
-        for (int gh = 0; gh < ATT_MAX_G; gh++) {
-            if (gh >= G) break;
-            const float p = sc[gh][j - start];
-            for (int e = 0; e < 4; e++) {
-                acc[gh][2 * e] += p * __low2float(v2[e]);
-                acc[gh][2 * e + 1] += p * __high2float(v2[e]);
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int j = j0 + u * 4 * TPW + tt;
+            vv[u] = make_uint4(0, 0, 0, 0);
+            if (j < end) vv[u] = *(const uint4 *)(vc + kv_at(table[j / 16], a.n_kv_heads, kvh, j % 16, D) + sub * 8);
+        }
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int j = j0 + u * 4 * TPW + tt;
+            if (j >= end) continue;
+            const half2 *v2 = (const half2 *)&vv[u];
+#pragma unroll
+            for (int gh = 0; gh < ATT_MAX_G; gh++) {
+                if (gh >= G) break;
+                const float p = sc[gh][j - start];
+                for (int e = 0; e < 4; e++) {
+                    acc[gh][2 * e] += p * __low2float(v2[e]);
+                    acc[gh][2 * e + 1] += p * __high2float(v2[e]);
+                }
             }
         }
     }
