@@ -33,6 +33,10 @@ typedef struct hl_engine_params {
     int max_ctx;                  // prompt + output tokens of one sequence at most; 0: the model's
     int max_waiting;              // queued requests beyond which submit says HL_ERR_BUSY; default 1024
     bool prefix_cache;            // reuse cached KV blocks of shared prompt prefixes; default true
+    // Synthetic models only (tests, benchmarks): > 0 makes a model with this many tokens and no
+    // tokenizer; the seed of its weights. Default 0, 0.
+    int synth_n_vocab;
+    uint64_t synth_seed;
 } hl_engine_params;
 
 hl_engine_params hl_engine_default_params(void);
