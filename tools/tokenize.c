@@ -7,8 +7,8 @@
 //   halyard detokenize -m MODEL --jsonl < lines of {"ids": [...]}          {"text": ...} per line
 //
 // MODEL is a GGUF file or a folder holding Hugging Face vocab.json + merges.txt (and optionally
-// special_tokens.json), read with --pre NAME (default llama-bpe). JSON comes and goes through
-// cJSON, so a "text" holding U+0000 is cut there; stdin / the argument carry any bytes.
+// special_tokens.json), read with --pre NAME (default llama-bpe). JSON lines are validated by
+// cJSON; the "text" string is then decoded here so that U+0000 survives (cJSON stops there).
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 
 #include "engine/gguf.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 #include "tools/cli.h"
 
 #define MAX_INPUT_BYTES ((size_t)1 << 30)
@@ -131,6 +132,97 @@ static void print_json_string(const char *s, size_t n) {
     putchar('"');
 }
 
+// ---- JSON strings with NUL bytes (the line was validated by cJSON first) ----
+
+static const char *skip_string(const char *p, const char *end) {
+    for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\') p++;
+    }
+    return p + 1;
+}
+
+// Skips one value (string, number, literal, object or array).
+static const char *skip_value(const char *p, const char *end) {
+    int depth = 0;
+    while (p < end) {
+        if (*p == '"') {
+            p = skip_string(p, end);
+        } else {
+            if (depth == 0 && (*p == ',' || *p == '}' || *p == ']')) break;
+            depth += (*p == '{' || *p == '[') - (*p == '}' || *p == ']');
+            p++;
+        }
+        if (depth == 0 && p < end && (*p == ',' || *p == '}')) break;
+    }
+    return p;
+}
+
+static const char *skip_ws(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+static uint32_t hex4(const char *p) {
+    char h[5] = {p[0], p[1], p[2], p[3], 0};
+    return (uint32_t)strtoul(h, NULL, 16);
+}
+
+// Decodes the JSON string at p (its opening quote) into out (big enough: escapes only shrink).
+static size_t decode_string(const char *p, char *out) {
+    static const char esc_in[] = "ntrbf/\\\"", esc_out[] = "\n\t\r\b\f/\\\"";
+    size_t n = 0;
+    for (p++; *p != '"';) {
+        if (*p != '\\') {
+            out[n++] = *p++;
+            continue;
+        }
+        if (p[1] != 'u') {
+            out[n++] = esc_out[strchr(esc_in, p[1]) - esc_in];
+            p += 2;
+            continue;
+        }
+        uint32_t cp = hex4(p + 2);
+        p += 6;
+        bool pair = cp >= 0xD800 && cp < 0xDC00 && p[0] == '\\' && p[1] == 'u' &&
+                    hex4(p + 2) >= 0xDC00 && hex4(p + 2) < 0xE000;
+        if (pair) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(p + 2) - 0xDC00);
+            p += 6;
+        } else if (cp >= 0xD800 && cp < 0xE000) {
+            cp = 0xFFFD; // a lone surrogate
+        }
+        n += (size_t)hl_utf8_encode(cp, out + n);
+    }
+    return n;
+}
+
+// The string value of key in the top-level object of a valid JSON line, decoded with every
+// byte kept (caller frees); NULL when the key is absent or not a string.
+static char *json_string_field(const char *line, size_t len, const char *key, size_t *out_len) {
+    const char *p = line, *end = line + len;
+    size_t kl = strlen(key);
+    p = skip_ws(p, end);
+    if (p == end || *p != '{') return NULL;
+    for (p++; p < end;) {
+        p = skip_ws(p, end);
+        if (p == end || *p != '"') return NULL;
+        const char *k = p + 1;
+        p = skip_string(p, end);
+        bool match = (size_t)(p - 1 - k) == kl && memcmp(k, key, kl) == 0;
+        p = skip_ws(skip_ws(p, end) + 1, end); // past ':'
+        if (match) {
+            if (p == end || *p != '"') return NULL;
+            char *out = hl_xmalloc(len + 1);
+            *out_len = decode_string(p, out);
+            return out;
+        }
+        p = skip_ws(skip_value(p, end), end);
+        if (p < end && *p == ',') p++;
+        else break;
+    }
+    return NULL;
+}
+
 // ---- tokenize ----
 
 static int encode_print(const hl_tokenizer *tok, const char *text, size_t len, unsigned flags,
@@ -158,13 +250,16 @@ static int tokenize_jsonl(const hl_tokenizer *tok, unsigned flags) {
         lineno++;
         cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(j, "text");
-        if (!cJSON_IsString(text)) {
+        size_t tl = 0;
+        char *t = cJSON_IsString(text) ? json_string_field(line, (size_t)n, "text", &tl) : NULL;
+        if (!t) {
             fprintf(stderr, "halyard tokenize: line %d: want {\"text\": \"...\"}\n", lineno);
             puts("{\"error\": \"want {\\\"text\\\": ...}\"}");
             status = 1;
-        } else if (encode_print(tok, text->valuestring, strlen(text->valuestring), flags, true)) {
+        } else if (encode_print(tok, t, tl, flags, true)) {
             status = 1;
         }
+        free(t);
         cJSON_Delete(j);
         fflush(stdout);
     }
