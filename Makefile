@@ -55,7 +55,8 @@ CU_SRC := $(wildcard kernels/cuda/*.cu)
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
 LIB_SRC += $(wildcard kernels/cuda/*_host.c)
 CFLAGS += -DHL_CUDA=1 -I$(CUDA_HOME)/include
-LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -Wl,-rpath,$(CUDA_HOME)/lib64
+# nvcc objects may reference the C++ runtime (launch stubs); the link driver is cc.
+LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 # One cubin per listed arch plus PTX of the newest, so later cards JIT from PTX.
 NV_LAST := $(lastword $(CUDA_ARCHS))
 NV_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
