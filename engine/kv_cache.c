@@ -16,7 +16,6 @@ struct hl_kv_cache {
     // free blocks: a stack, the top is handed out next
     int32_t *free_ids;    // (n_blocks)
     int n_free;
-    uint8_t *is_free;     // (n_blocks) 1 when on the free stack
     // prefix cache: registered blocks, keyed by chained hash (open addressing, linear probing)
     uint8_t *reg;         // (n_blocks) 1 when registered
     uint64_t *key;        // (n_blocks) chained hash of a registered block
@@ -54,7 +53,6 @@ static void alloc_tables(hl_kv_cache *kv, int n) {
     const size_t nb = (size_t)n;
     kv->ref = hl_xcalloc(nb, sizeof(int32_t));
     kv->free_ids = hl_xmalloc(sizeof(int32_t) * nb);
-    kv->is_free = hl_xmalloc(nb);
     kv->reg = hl_xcalloc(nb, 1);
     kv->key = hl_xcalloc(nb, sizeof(uint64_t));
     kv->parent = hl_xcalloc(nb, sizeof(uint64_t));
@@ -69,7 +67,6 @@ static void alloc_tables(hl_kv_cache *kv, int n) {
     kv->lru_head = kv->lru_tail = -1;
     // Lowest ids on top of the stack: a fresh cache hands out 0, 1, 2, ...
     for (int i = 0; i < n; i++) kv->free_ids[i] = n - 1 - i;
-    memset(kv->is_free, 1, nb);
     kv->n_free = n;
 }
 
@@ -108,7 +105,6 @@ void hl_kv_cache_free(hl_kv_cache *kv) {
     free(kv->layers);
     free(kv->ref);
     free(kv->free_ids);
-    free(kv->is_free);
     free(kv->reg);
     free(kv->key);
     free(kv->parent);
@@ -210,7 +206,6 @@ int32_t hl_kv_cache_alloc_block(hl_kv_cache *kv) {
     int32_t id;
     if (kv->n_free > 0) {
         id = kv->free_ids[--kv->n_free];
-        kv->is_free[id] = 0;
     } else if (kv->lru_head >= 0) { // evict the least recently used cached block
         id = kv->lru_head;
         lru_remove(kv, id);
@@ -229,7 +224,6 @@ void hl_kv_cache_free_block(hl_kv_cache *kv, int32_t id) {
         lru_push(kv, id);
         return;
     }
-    kv->is_free[id] = 1;
     kv->free_ids[kv->n_free++] = id;
 }
 
