@@ -4,7 +4,9 @@ Greedy decoding of "What is the capital of France?" (system prompt "You are a he
 assistant."): the answer must be non-empty, mostly ASCII letters, name Paris, and end at the
 model's end of turn (<|im_end|>: finish "eog", not "length"), well before -n. Also checks
 that stdout carries only the answer (no template markup) and stderr the two speeds, that a
-stop string cuts the text, and that a raw (non-chat) prompt continues text.
+stop string cuts the text, that a raw (non-chat) prompt continues text, and that
+--interactive keeps the history: the second turn reuses the first turn's KV cache (a
+non-zero "cached" count) and answers about Germany.
 """
 import os
 import re
@@ -49,6 +51,17 @@ def main():
 
     text, err = run("-p", "The capital of France is", "-n", "8")
     assert text.strip() and "finish: length" in err, (text, err)
+
+    p = subprocess.run([BIN, "run", "-m", MODEL, "-t", "2", "--temp", "0", "--interactive", "--system",
+                        "You are a helpful assistant.", "-n", "64"],
+                       input="What is the capital of France?\nAnd of Germany?\n", capture_output=True,
+                       text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    turns = [line for line in p.stdout.splitlines() if line.strip()]
+    cached = [int(c) for c in re.findall(r"\((\d+) cached\)", p.stderr)]
+    print("interactive:", turns, cached)
+    assert len(turns) == 2 and "Paris" in turns[0] and "Berlin" in turns[1], p.stdout
+    assert len(cached) == 2 and cached[0] == 0 and cached[1] > 20, p.stderr
     print("ok")
 
 
