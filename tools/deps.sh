@@ -10,7 +10,7 @@ PC_MODULES="check libpcre2-8 libmicrohttpd libcjson libcurl"
 PY_PKGS="numpy gguf openai anthropic"
 # llama.cpp, built from source by llama-cpp-python (about 4 minutes on 2 cores): the peer that
 # synth/quantize output is checked against and that benchmarks compare with.
-LLAMA_CPP_PKG="llama-cpp-python==0.3.36"
+LLAMA_CPP_PKG="llama-cpp-python[server]==0.3.36"
 
 have_all() {
     command -v pkg-config >/dev/null 2>&1 || return 1
