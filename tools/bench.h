@@ -23,6 +23,7 @@
 // ---- subcommands (argv[0] is the mode name) ----
 int hl_bench_serve(int argc, char **argv);
 int hl_bench_kernels(int argc, char **argv);
+int hl_bench_engine(int argc, char **argv);
 
 // ---- machine ceilings for `bench kernels` (bench_probe.c, bench_fma_*.c) ----
 
