@@ -17,7 +17,7 @@
 typedef struct hl_stats_summary {
     size_t n;         // values that were not NaN
     double mean;
-    double sd;        // sample standard deviation (n - 1 denominator, numpy std(ddof=1)); 0 when n == 1
+    double sd; // sample standard deviation (n - 1 denominator, numpy std(ddof=1)); 0 when n == 1
     double min, max;
     double p50, p90, p95, p99;
 } hl_stats_summary;

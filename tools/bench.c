@@ -5,15 +5,15 @@
 #include "tools/bench.h"
 #include "tools/cli.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: halyard bench MODE [ARGS]\n\n"
-            "modes:\n"
-            "  serve     load-test any OpenAI-compatible server: TTFT, TPOT, ITL, throughput, goodput\n"
-            "  engine    prompt and generation tokens/s of the batching engine per batch size (no HTTP)\n"
-            "  kernels   time backend matmul and attention against measured memory and FLOP ceilings\n"
-            "\n'halyard bench MODE --help' describes one mode.\n");
-}
+static const char usage_text[] =
+    "usage: halyard bench MODE [ARGS]\n\n"
+    "modes:\n"
+    "  serve     load-test any OpenAI-compatible server: TTFT, TPOT, ITL, throughput, goodput\n"
+    "  engine    prompt and generation tokens/s of the batching engine per batch size (no HTTP)\n"
+    "  kernels   time backend matmul and attention against measured memory and FLOP ceilings\n"
+    "\n'halyard bench MODE --help' describes one mode.\n";
+
+static void usage(FILE *f) { fputs(usage_text, f); }
 
 int hl_cmd_bench(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {

@@ -49,7 +49,8 @@ size_t hl_bench_llc_bytes(void);
 // Measures the CPU's ceilings on n_threads threads (<= 0: one per core), the FMA loop on the
 // widest of isa (enum hl_cpu_isa) it has. Each probe runs for about min_ms. HL_ERR_NOMEM
 // when the probe buffers cannot be allocated, HL_ERR_IO when threads cannot start.
-int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings *out, hl_error *err);
+int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings *out,
+                       hl_error *err);
 
 // ---- incremental SSE parsing (bench_sse.c) ----
 
@@ -158,7 +159,8 @@ void hl_bench_print_sweep(FILE *f, const hl_bench_run *runs, const hl_bench_summ
 // Writes {"label", "config": <config_json text>, "runs": [{summary, requests}]} to path.
 // config_json is a JSON object's text (borrowed). HL_ERR_IO on write failure.
 int hl_bench_write_json(const char *path, const char *label, const char *config_json,
-                        const hl_bench_run *runs, const hl_bench_summary *sums, int n, hl_error *err);
+                        const hl_bench_run *runs, const hl_bench_summary *sums, int n,
+                        hl_error *err);
 
 // Latency CDFs (TTFT, TPOT, ITL, E2E; one series per run) and, for more than one run,
 // output throughput and p99 TTFT against concurrency (or rate). HL_ERR_IO on failure.

@@ -47,7 +47,8 @@ static int load_file(const char *path, file_runs *f) {
     free(text);
     const cJSON *runs = cJSON_GetObjectItem(j, "runs");
     if (!cJSON_IsArray(runs) || cJSON_GetArraySize(runs) == 0) {
-        fprintf(stderr, "halyard bench serve: %s: %s\n", path, text ? "not a bench serve JSON file" : err.msg);
+        fprintf(stderr, "halyard bench serve: %s: %s\n", path,
+                text ? "not a bench serve JSON file" : err.msg);
         cJSON_Delete(j);
         return 1;
     }
@@ -55,8 +56,8 @@ static int load_file(const char *path, file_runs *f) {
     f->label = hl_xstrdup(cJSON_IsString(label) ? label->valuestring : path);
     f->n = cJSON_GetArraySize(runs);
     f->buf = hl_xcalloc((size_t)f->n * 9, sizeof(double));
-    double **cols[] = {&f->conc, &f->req_s, &f->tput, &f->ttft50, &f->ttft99, &f->tpot50, &f->tpot99,
-                       &f->e2e99, &f->failed};
+    double **cols[] = {&f->conc,   &f->req_s,  &f->tput,  &f->ttft50, &f->ttft99,
+                       &f->tpot50, &f->tpot99, &f->e2e99, &f->failed};
     for (int c = 0; c < 9; c++) *cols[c] = f->buf + (size_t)c * f->n;
     for (int i = 0; i < f->n; i++) take_run(f, i, cJSON_GetArrayItem(runs, i));
     cJSON_Delete(j);
@@ -95,7 +96,8 @@ static void print_ratios(const file_runs *a, const file_runs *b, const double *l
     for (int l = 0; l < n_loads; l++) {
         int i = find_load(a, loads[l]), j = find_load(b, loads[l]);
         if (i < 0 || j < 0) continue;
-        printf("| %g | %.2fx | %.2fx |\n", loads[l], a->tput[i] / b->tput[j], a->ttft99[i] / b->ttft99[j]);
+        printf("| %g | %.2fx | %.2fx |\n", loads[l], a->tput[i] / b->tput[j],
+               a->ttft99[i] / b->ttft99[j]);
     }
 }
 
@@ -112,9 +114,9 @@ static void print_table(const file_runs *fs, int n_files) {
             const file_runs *f = &fs[k];
             int i = find_load(f, loads[l]);
             if (i < 0) continue;
-            printf("| %g | %s | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f |\n", loads[l],
-                   f->label, f->req_s[i], f->tput[i], f->ttft50[i], f->ttft99[i], f->tpot50[i],
-                   f->tpot99[i], f->e2e99[i], f->failed[i]);
+            printf("| %g | %s | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f | %.0f |\n",
+                   loads[l], f->label, f->req_s[i], f->tput[i], f->ttft50[i], f->ttft99[i],
+                   f->tpot50[i], f->tpot99[i], f->e2e99[i], f->failed[i]);
         }
     }
     if (n_files == 2) print_ratios(&fs[0], &fs[1], loads, n_loads);
@@ -122,19 +124,28 @@ static void print_table(const file_runs *fs, int n_files) {
 }
 
 static int write_chart(const char *path, const file_runs *fs, int n_files) {
-    static const char *const titles[N_CHARTS] = {"output token throughput", "p99 time to first token",
-                                                 "p50 time per output token", "p99 end-to-end latency"};
+    static const char *const titles[N_CHARTS] = {
+        "output token throughput", "p99 time to first token", "p50 time per output token",
+        "p99 end-to-end latency"};
     static const char *const ylab[N_CHARTS] = {"tokens/s", "ms", "ms", "ms"};
     hl_svg_series ser[N_CHARTS][MAX_FILES];
     hl_svg_plot plots[N_CHARTS];
     for (int c = 0; c < N_CHARTS; c++) {
         for (int k = 0; k < n_files; k++) {
             const file_runs *f = &fs[k];
-            const double *y = c == C_TPUT ? f->tput : c == C_TTFT99 ? f->ttft99 : c == C_TPOT50 ? f->tpot50 : f->e2e99;
+            const double *y = c == C_TPUT ? f->tput
+                : c == C_TTFT99           ? f->ttft99
+                : c == C_TPOT50           ? f->tpot50
+                                          : f->e2e99;
             ser[c][k] = (hl_svg_series){.name = f->label, .x = f->conc, .y = y, .n = (size_t)f->n};
         }
-        plots[c] = (hl_svg_plot){.title = titles[c], .x_label = "concurrent requests", .y_label = ylab[c],
-                                 .series = ser[c], .n_series = n_files, .log_x = true, .markers = true};
+        plots[c] = (hl_svg_plot){.title = titles[c],
+                                 .x_label = "concurrent requests",
+                                 .y_label = ylab[c],
+                                 .series = ser[c],
+                                 .n_series = n_files,
+                                 .log_x = true,
+                                 .markers = true};
     }
     hl_error err = {0};
     if (hl_svg_write(path, "bench serve comparison", plots, N_CHARTS, &err) == HL_OK) return 0;

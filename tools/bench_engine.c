@@ -32,17 +32,17 @@ typedef struct eng_result {
     hl_stats_summary tok_s;
 } eng_result;
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: halyard bench engine -m MODEL [--device cpu|cuda] [-p 512] [-n 128]\n"
-            "         [--batch 1,4,16,64] [--reps 3] [-t THREADS] [--max-batched-tokens 512]\n"
-            "         [--kv-cache-mb MB] [--json FILE]\n"
-            "Runs the batching engine in this process and reports, for each batch size B, prompt\n"
-            "processing (ppP: B prompts of P random tokens, max_tokens 1) and generation (tgN: B\n"
-            "sequences generating N tokens each, ignore_eos) in tokens/s, mean +- sd over --reps runs\n"
-            "after one warm-up. -p 0 or -n 0 skips that test. MODEL: GGUF, safetensors folder or\n"
-            "synthetic:<shape>:<type>.\n");
-}
+static const char usage_text[] =
+    "usage: halyard bench engine -m MODEL [--device cpu|cuda] [-p 512] [-n 128]\n"
+    "         [--batch 1,4,16,64] [--reps 3] [-t THREADS] [--max-batched-tokens 512]\n"
+    "         [--kv-cache-mb MB] [--json FILE]\n"
+    "Runs the batching engine in this process and reports, for each batch size B, prompt\n"
+    "processing (ppP: B prompts of P random tokens, max_tokens 1) and generation (tgN: B\n"
+    "sequences generating N tokens each, ignore_eos) in tokens/s, mean +- sd over --reps runs\n"
+    "after one warm-up. -p 0 or -n 0 skips that test. MODEL: GGUF, safetensors folder or\n"
+    "synthetic:<shape>:<type>.\n";
+
+static void usage(FILE *f) { fputs(usage_text, f); }
 
 static bool parse_batches(eng_opts *o, const char *v) {
     o->n_batch = 0;
@@ -64,9 +64,12 @@ static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "--batch") == 0) return v && parse_batches(o, v);
     if (strcmp(s, "-p") == 0) return hl_cli_parse_int(s, v, 0, 1 << 20, &o->n_prompt);
     if (strcmp(s, "-n") == 0) return hl_cli_parse_int(s, v, 0, 1 << 20, &o->n_gen);
-    if (strcmp(s, "--reps") == 0 || strcmp(s, "-r") == 0) return hl_cli_parse_int(s, v, 1, 1000, &o->reps);
-    if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0) return hl_cli_parse_int(s, v, 0, 1024, &o->threads);
-    if (strcmp(s, "--max-batched-tokens") == 0) return hl_cli_parse_int(s, v, 1, 1 << 20, &o->chunk);
+    if (strcmp(s, "--reps") == 0 || strcmp(s, "-r") == 0)
+        return hl_cli_parse_int(s, v, 1, 1000, &o->reps);
+    if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0)
+        return hl_cli_parse_int(s, v, 0, 1024, &o->threads);
+    if (strcmp(s, "--max-batched-tokens") == 0)
+        return hl_cli_parse_int(s, v, 1, 1 << 20, &o->chunk);
     if (strcmp(s, "--kv-cache-mb") == 0) return hl_cli_parse_int(s, v, 0, 1 << 24, &o->kv_mb);
     fprintf(stderr, "halyard bench engine: unknown option or missing value: %s\n", s);
     return false;
@@ -106,8 +109,8 @@ static hl_engine *open_engine(const eng_opts *o, hl_error *err) {
 }
 
 // Waits for request id's FINISH; *end_ms = submit time + (first token or finish) time.
-static int wait_finish(hl_engine *e, uint64_t id, double t_submit, bool pp, double *end_ms, int *n_tokens,
-                       hl_error *err) {
+static int wait_finish(hl_engine *e, uint64_t id, double t_submit, bool pp, double *end_ms,
+                       int *n_tokens, hl_error *err) {
     hl_event ev[32];
     for (;;) {
         int n = 0;
@@ -126,8 +129,8 @@ static int wait_finish(hl_engine *e, uint64_t id, double t_submit, bool pp, doub
 }
 
 // One run of B requests; *tok_s is prompt (pp) or generated tokens per second.
-static int run_once(hl_engine *e, bool pp, int b, int n_prompt, int n_gen, uint64_t seed, double *tok_s,
-                    hl_error *err) {
+static int run_once(hl_engine *e, bool pp, int b, int n_prompt, int n_gen, uint64_t seed,
+                    double *tok_s, hl_error *err) {
     int n_vocab = hl_engine_model(e)->cfg.n_vocab, len = pp ? n_prompt : 1;
     int32_t *ids = hl_xmalloc((size_t)len * sizeof(int32_t));
     uint64_t *rid = hl_xcalloc((size_t)b, sizeof(uint64_t));
@@ -161,7 +164,8 @@ static int run_once(hl_engine *e, bool pp, int b, int n_prompt, int n_gen, uint6
     return rc;
 }
 
-static int run_test(hl_engine *e, const eng_opts *o, bool pp, int b, eng_result *out, hl_error *err) {
+static int run_test(hl_engine *e, const eng_opts *o, bool pp, int b, eng_result *out,
+                    hl_error *err) {
     double *v = hl_xcalloc((size_t)o->reps, sizeof(double));
     int rc = HL_OK;
     for (int r = 0; r < o->reps && rc == HL_OK; r++) {
@@ -204,14 +208,17 @@ static int write_json(const eng_opts *o, const eng_result *res, int n) {
     FILE *f = text ? fopen(o->json_path, "w") : NULL;
     int rc = f && fputs(text, f) >= 0 ? 0 : 1;
     if (f && fclose(f) != 0) rc = 1;
-    if (rc) fprintf(stderr, "halyard bench engine: cannot write %s: %s\n", o->json_path, strerror(errno));
+    if (rc)
+        fprintf(stderr, "halyard bench engine: cannot write %s: %s\n", o->json_path,
+                strerror(errno));
     free(text);
     return rc;
 }
 
 static int run_all(hl_engine *e, const eng_opts *o, eng_result *res, int *n_res, hl_error *err) {
     double warm = 0;
-    int rc = run_once(e, true, 1, o->n_prompt > 32 ? 32 : (int)(o->n_prompt ? o->n_prompt : 1), 4, 1, &warm, err);
+    int rc = run_once(e, true, 1, o->n_prompt > 32 ? 32 : (int)(o->n_prompt ? o->n_prompt : 1), 4,
+                      1, &warm, err);
     printf("| test     | batch |    tokens/s (mean ± sd) | per sequence |\n");
     printf("|----------|------:|------------------------:|-------------:|\n");
     for (int i = 0; i < o->n_batch && rc == HL_OK; i++) {
@@ -234,8 +241,8 @@ int hl_bench_engine(int argc, char **argv) {
         fprintf(stderr, "halyard bench engine: %s\n", err.msg);
         return 1;
     }
-    printf("bench engine: %s on %s, %lld threads (0: one per core), %lld reps\n", o.model, o.device, o.threads,
-           o.reps);
+    printf("bench engine: %s on %s, %lld threads (0: one per core), %lld reps\n", o.model, o.device,
+           o.threads, o.reps);
     eng_result res[2 * MAX_BATCHES];
     int n_res = 0;
     rc = run_all(e, &o, res, &n_res, &err);

@@ -32,10 +32,12 @@
 typedef struct kern_opts {
     const char *device, *json_path;
     int types[MAX_ITEMS], n_types;
-    int64_t shape_k[MAX_ITEMS], shape_n[MAX_ITEMS]; // weight (n rows of k): y (b, n) = x (b, k) . w^T
+    // weight of n rows of k: y (b, n) = x (b, k) . w^T
+    int64_t shape_k[MAX_ITEMS], shape_n[MAX_ITEMS];
     int n_shapes;
     int batch[MAX_ITEMS], n_batch;
-    int attn_b[MAX_ITEMS], attn_ctx[MAX_ITEMS]; // b > 0: b decodes at ctx; b == 0: prefill of ctx tokens
+    // b > 0: b decodes at context ctx; b == 0: one prefill of ctx tokens
+    int attn_b[MAX_ITEMS], attn_ctx[MAX_ITEMS];
     int n_attn;
     long long threads, rotate_mb;
     double min_ms;
@@ -53,26 +55,27 @@ typedef struct kern_ctx {
 
 // ---- options ----
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: halyard bench kernels [--device cpu|cuda] [--threads N] [--quick]\n"
-            "         [--types q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k,f16] [--shapes KxN,...]\n"
-            "         [--batch 1,4,16,64,256] [--attention BxCTX,...,pN] [--no-matmul] [--no-attention]\n"
-            "         [--min-ms MS] [--rotate-mb MB] [--json FILE]\n"
-            "Measures the machine's ceilings first (CPU: memcpy bandwidth over buffers larger than the\n"
-            "last-level cache, fp32 FMA peak on the widest ISA the CPU kernels use), then times\n"
-            "matmul y (B, N) = x (B, K) . W^T for each weight type, shape KxN and batch B, and paged\n"
-            "attention (Llama-3-8B heads: 32 query, 8 KV, dim 128, fp16 KV in 16-token blocks) for B\n"
-            "sequences decoding at context CTX (BxCTX) or one prefill of N tokens (pN). Shapes\n"
-            "default to Llama-3-8B's: 4096x4096, 4096x14336, 14336x4096, 4096x128256. Weights rotate\n"
-            "over copies larger than twice the last-level cache (--rotate-mb sets the total).\n"
-            "--quick: shapes 4096x4096 and 4096x14336, batch 1 and 16, fewer attention cases and\n"
-            "shorter timings (meant for small CPUs). Each case runs for at least --min-ms (300).\n"
-            "--device cuda uses the CUDA backend through the same interface (ceilings: the add op's\n"
-            "bandwidth; no FLOP probe).\n");
-}
+static const char usage_text[] =
+    "usage: halyard bench kernels [--device cpu|cuda] [--threads N] [--quick]\n"
+    "         [--types q4_0,q4_1,q5_0,q8_0,q4_k,q5_k,q6_k,f16] [--shapes KxN,...]\n"
+    "         [--batch 1,4,16,64,256] [--attention BxCTX,...,pN] [--no-matmul] [--no-attention]\n"
+    "         [--min-ms MS] [--rotate-mb MB] [--json FILE]\n"
+    "Measures the machine's ceilings first (CPU: memcpy bandwidth over buffers larger than the\n"
+    "last-level cache, fp32 FMA peak on the widest ISA the CPU kernels use), then times\n"
+    "matmul y (B, N) = x (B, K) . W^T for each weight type, shape KxN and batch B, and paged\n"
+    "attention (Llama-3-8B heads: 32 query, 8 KV, dim 128, fp16 KV in 16-token blocks) for B\n"
+    "sequences decoding at context CTX (BxCTX) or one prefill of N tokens (pN). Shapes\n"
+    "default to Llama-3-8B's: 4096x4096, 4096x14336, 14336x4096, 4096x128256. Weights rotate\n"
+    "over copies larger than twice the last-level cache (--rotate-mb sets the total).\n"
+    "--quick: shapes 4096x4096 and 4096x14336, batch 1 and 16, fewer attention cases and\n"
+    "shorter timings (meant for small CPUs). Each case runs for at least --min-ms (300).\n"
+    "--device cuda uses the CUDA backend through the same interface (ceilings: the add op's\n"
+    "bandwidth; no FLOP probe).\n";
 
-static bool parse_list(const char *opt, const char *v, int *out, int *n, bool (*one)(const char *, int *)) {
+static void usage(FILE *f) { fputs(usage_text, f); }
+
+static bool parse_list(const char *opt, const char *v, int *out, int *n,
+                       bool (*one)(const char *, int *)) {
     *n = 0;
     char *copy = hl_xstrdup(v), *save = NULL;
     bool ok = true;
@@ -101,12 +104,16 @@ static bool parse_pairs(const char *v, kern_opts *o, bool attention) {
     int n = 0;
     char *copy = hl_xstrdup(v), *save = NULL;
     bool ok = true;
-    for (char *t = strtok_r(copy, ",", &save); t && ok && n < MAX_ITEMS; t = strtok_r(NULL, ",", &save), n++) {
+    for (char *t = strtok_r(copy, ",", &save); t && ok && n < MAX_ITEMS;
+         t = strtok_r(NULL, ",", &save), n++) {
         long long a = 0, b = 0;
-        if (attention && (t[0] == 'p' || t[0] == 'P')) ok = sscanf(t + 1, "%lld", &b) == 1 && b >= 1;
+        if (attention && (t[0] == 'p' || t[0] == 'P'))
+            ok = sscanf(t + 1, "%lld", &b) == 1 && b >= 1;
         else ok = sscanf(t, "%lldx%lld", &a, &b) == 2 && a >= 1 && b >= 1;
         ok = ok && a <= 1 << 20 && b <= 1 << 24;
-        if (!ok) fprintf(stderr, "halyard bench kernels: bad %s '%s'\n", attention ? "attention case" : "shape", t);
+        if (!ok)
+            fprintf(stderr, "halyard bench kernels: bad %s '%s'\n",
+                    attention ? "attention case" : "shape", t);
         if (attention) {
             o->attn_b[n] = (int)a;
             o->attn_ctx[n] = (int)b;
@@ -128,9 +135,16 @@ static void default_lists(kern_opts *o) {
         o->n_types = (int)(sizeof types / sizeof types[0]);
         memcpy(o->types, types, sizeof types);
     }
-    if (o->n_shapes == 0) parse_pairs(o->quick ? "4096x4096,4096x14336" : "4096x4096,4096x14336,14336x4096,4096x128256", o, false);
-    if (o->n_batch == 0) parse_list("--batch", o->quick ? "1,16" : "1,4,16,64,256", o->batch, &o->n_batch, one_int);
-    if (o->n_attn == 0) parse_pairs(o->quick ? "1x512,1x2048,8x1024,p256" : "1x512,1x4096,16x1024,64x1024,64x4096,p512", o, true);
+    if (o->n_shapes == 0)
+        parse_pairs(o->quick ? "4096x4096,4096x14336"
+                             : "4096x4096,4096x14336,14336x4096,4096x128256",
+                    o, false);
+    if (o->n_batch == 0)
+        parse_list("--batch", o->quick ? "1,16" : "1,4,16,64,256", o->batch, &o->n_batch, one_int);
+    if (o->n_attn == 0)
+        parse_pairs(o->quick ? "1x512,1x2048,8x1024,p256"
+                             : "1x512,1x4096,16x1024,64x1024,64x4096,p512",
+                    o, true);
     if (o->min_ms <= 0) o->min_ms = o->quick ? 150 : 300;
 }
 
@@ -141,7 +155,8 @@ static bool parse_opt(kern_opts *o, const char *s, const char *v) {
     if (strcmp(s, "--batch") == 0) return v && parse_list(s, v, o->batch, &o->n_batch, one_int);
     if (strcmp(s, "--shapes") == 0) return v && parse_pairs(v, o, false);
     if (strcmp(s, "--attention") == 0) return v && parse_pairs(v, o, true);
-    if (strcmp(s, "--threads") == 0 || strcmp(s, "-t") == 0) return hl_cli_parse_int(s, v, 0, 1024, &o->threads);
+    if (strcmp(s, "--threads") == 0 || strcmp(s, "-t") == 0)
+        return hl_cli_parse_int(s, v, 0, 1024, &o->threads);
     if (strcmp(s, "--rotate-mb") == 0) return hl_cli_parse_int(s, v, 0, 1 << 20, &o->rotate_mb);
     if (strcmp(s, "--min-ms") == 0) return hl_cli_parse_float(s, v, &o->min_ms);
     fprintf(stderr, "halyard bench kernels: unknown option: %s\n", s);
@@ -209,7 +224,10 @@ static void *device_floats(kern_ctx *c, size_t n, uint64_t seed, hl_error *err) 
 }
 
 static hl_tensor f32_matrix(void *data, int64_t cols, int64_t rows) {
-    return (hl_tensor){.type = HL_DTYPE_F32, .ne = {cols, rows}, .row_bytes = (size_t)cols * sizeof(float), .data = data};
+    return (hl_tensor){.type = HL_DTYPE_F32,
+                       .ne = {cols, rows},
+                       .row_bytes = (size_t)cols * sizeof(float),
+                       .data = data};
 }
 
 // ---- matmul ----
@@ -267,7 +285,8 @@ static void release_copies(kern_ctx *c, mm_case *m) {
     m->n_copies = 0;
 }
 
-static int upload_copies(kern_ctx *c, mm_case *m, int type, int64_t k, int64_t n, size_t *w_bytes, hl_error *err) {
+static int upload_copies(kern_ctx *c, mm_case *m, int type, int64_t k, int64_t n, size_t *w_bytes,
+                         hl_error *err) {
     size_t rb;
     uint8_t *host = host_weight(type, k, n, &rb, err);
     if (!host) return err ? err->code : HL_ERR_INVAL;
@@ -285,8 +304,10 @@ static int upload_copies(kern_ctx *c, mm_case *m, int type, int64_t k, int64_t n
     return rc;
 }
 
-static void report_mm(kern_ctx *c, int type, int64_t k, int64_t n, int b, double ms, size_t w_bytes) {
-    double gbps = (double)w_bytes / (ms * 1e6), gflops = 2.0 * b * (double)k * (double)n / (ms * 1e6);
+static void report_mm(kern_ctx *c, int type, int64_t k, int64_t n, int b, double ms,
+                      size_t w_bytes) {
+    double gbps = (double)w_bytes / (ms * 1e6),
+           gflops = 2.0 * b * (double)k * (double)n / (ms * 1e6);
     char shape[48];
     snprintf(shape, sizeof shape, "%lldx%lld", (long long)k, (long long)n);
     double mem = c->have_ceil ? c->ceil.memcpy_gbps : c->device_gbps;
@@ -386,7 +407,8 @@ static int fill_f16(kern_ctx *c, void *dst, size_t n_bytes, uint64_t seed, hl_er
 // Block tables of n_seqs sequences of ctx tokens over a shuffled pool, as a busy cache
 // looks; fills the token layout of b decodes (b > 0) or one prefill of ctx tokens (b == 0).
 static void attn_layout(attn_case *a, int b, int ctx) {
-    int n_seqs = b > 0 ? b : 1, n_tokens = b > 0 ? b : ctx, mb = (ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK;
+    int n_seqs = b > 0 ? b : 1, n_tokens = b > 0 ? b : ctx,
+        mb = (ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK;
     int n_blocks = n_seqs * mb;
     a->bt = hl_xmalloc((size_t)n_blocks * sizeof(int32_t));
     for (int i = 0; i < n_blocks; i++) a->bt[i] = i;
@@ -407,7 +429,9 @@ static void attn_layout(attn_case *a, int b, int ctx) {
     }
     for (int s = 0; s <= n_seqs; s++) a->seq_start[s] = b > 0 ? s : (s ? ctx : 0);
     for (int s = 0; s < n_seqs; s++) a->ctx_len[s] = ctx;
-    a->geom = (hl_kv_geom){.n_blocks = n_blocks, .n_kv_heads = L3_N_KV_HEADS, .head_dim = L3_HEAD_DIM,
+    a->geom = (hl_kv_geom){.n_blocks = n_blocks,
+                           .n_kv_heads = L3_N_KV_HEADS,
+                           .head_dim = L3_HEAD_DIM,
                            .kv_type = HL_DTYPE_F16};
     a->batch = (hl_batch){.n_tokens = n_tokens, .n_seqs = n_seqs, .pos = a->pos, .slot = a->slot,
                           .seq_start = a->seq_start, .ctx_len = a->ctx_len, .block_table = a->bt,
@@ -437,7 +461,8 @@ static int attn_setup(kern_ctx *c, attn_case *a, int b, int ctx, hl_error *err) 
     a->q = f32_matrix(q, (int64_t)qd, (int64_t)n_tokens);
     a->out = f32_matrix(out, (int64_t)qd, (int64_t)n_tokens);
     if (!a->kv.k || !a->kv.v || !q || !out)
-        return hl_errorf(err, HL_ERR_NOMEM, "cannot allocate a KV pool of 2 x %zu MiB", kv_bytes >> 20);
+        return hl_errorf(err, HL_ERR_NOMEM, "cannot allocate a KV pool of 2 x %zu MiB",
+                         kv_bytes >> 20);
     int rc = fill_f16(c, a->kv.k, kv_bytes, 11, err);
     return rc == HL_OK ? fill_f16(c, a->kv.v, kv_bytes, 13, err) : rc;
 }
@@ -445,14 +470,16 @@ static int attn_setup(kern_ctx *c, attn_case *a, int b, int ctx, hl_error *err) 
 static void report_attn(kern_ctx *c, int b, int ctx, double ms) {
     double per_tok = (double)L3_N_KV_HEADS * L3_HEAD_DIM * 2 * 2; // K and V, fp16
     double bytes = b > 0 ? b * (double)ctx * per_tok : (double)ctx * per_tok;
-    double flops = b > 0 ? 4.0 * b * ctx * L3_HEAD_DIM * L3_N_HEADS
-                         : 2.0 * ctx * (ctx + 1.0) * L3_HEAD_DIM * L3_N_HEADS; // causal: sum of 4 t d h
+    double flops = b > 0
+        ? 4.0 * b * ctx * L3_HEAD_DIM * L3_N_HEADS
+        : 2.0 * ctx * (ctx + 1.0) * L3_HEAD_DIM * L3_N_HEADS; // causal: sum of 4 t d h
     double gbps = bytes / (ms * 1e6), gflops = flops / (ms * 1e6);
     char name[48];
     if (b > 0) snprintf(name, sizeof name, "decode %dx%d", b, ctx);
     else snprintf(name, sizeof name, "prefill %d", ctx);
     double mem = c->have_ceil ? c->ceil.memcpy_gbps : c->device_gbps;
-    printf("%-20s %10.3f %9.1f %6.0f%% %10.1f", name, ms, gbps, mem > 0 ? 100 * gbps / mem : NAN, gflops);
+    printf("%-20s %10.3f %9.1f %6.0f%% %10.1f", name, ms, gbps, mem > 0 ? 100 * gbps / mem : NAN,
+           gflops);
     if (c->have_ceil) printf(" %6.0f%%", 100 * gflops / c->ceil.peak_gflops);
     printf("\n");
     fflush(stdout);
@@ -468,8 +495,9 @@ static void report_attn(kern_ctx *c, int b, int ctx, double ms) {
 }
 
 static void bench_attention(kern_ctx *c) {
-    printf("\nattention: Llama-3-8B heads (32 query, 8 KV, dim 128), fp16 paged KV (16-token blocks,\n"
-           "shuffled pool); GB/s counts K and V read once\n");
+    printf(
+        "\nattention: Llama-3-8B heads (32 query, 8 KV, dim 128), fp16 paged KV (16-token blocks,\n"
+        "shuffled pool); GB/s counts K and V read once\n");
     printf("%-20s %10s %9s %7s %10s", "case", "ms", "GB/s", "%mem", "GFLOP/s");
     if (c->have_ceil) printf(" %7s", "%peak");
     printf("\n");
@@ -510,8 +538,9 @@ static int probe_device_add(kern_ctx *c, hl_error *err) {
                   .b = f32_matrix(device_floats(c, n, 2, err), cols, rows),
                   .out = f32_matrix(c->be->ops->alloc(c->be, n * sizeof(float)), cols, rows)};
     double ms = 0;
-    int rc = a.a.data && a.b.data && a.out.data ? time_op(c, add_call, &a, &ms, err)
-                                                : hl_errorf(err, HL_ERR_NOMEM, "cannot allocate 3 x 256 MiB");
+    int rc = a.a.data && a.b.data && a.out.data
+        ? time_op(c, add_call, &a, &ms, err)
+        : hl_errorf(err, HL_ERR_NOMEM, "cannot allocate 3 x 256 MiB");
     if (rc == HL_OK) c->device_gbps = 3.0 * (double)n * sizeof(float) / (ms * 1e6);
     c->be->ops->release(c->be, a.a.data);
     c->be->ops->release(c->be, a.b.data);
@@ -524,18 +553,19 @@ static int measure_ceilings(kern_ctx *c, hl_error *err) {
     if (strcmp(c->o->device, "cuda") == 0) {
         int rc = probe_device_add(c, err);
         if (rc != HL_OK) return rc;
-        printf("ceiling: device memory %.1f GB/s (the add op: 2 reads + 1 write of 256 MiB); no FLOP probe\n",
-               c->device_gbps);
+        printf("ceiling: device memory %.1f GB/s (the add op: 2 reads + 1 write of 256 MiB);\n"
+               "         no FLOP probe through the backend interface\n", c->device_gbps);
         cJSON_AddNumberToObject(j, "add_gbps", c->device_gbps);
         return HL_OK;
     }
-    int rc = hl_bench_probe_cpu((int)c->o->threads, hl_backend_cpu_isa(c->be), c->o->min_ms * 2, &c->ceil, err);
+    int rc = hl_bench_probe_cpu((int)c->o->threads, hl_backend_cpu_isa(c->be), c->o->min_ms * 2,
+                                &c->ceil, err);
     if (rc != HL_OK) return rc;
     c->have_ceil = true;
-    printf("ceilings: memcpy %.1f GB/s (read + write, 2 x %zu MiB buffers; last-level cache %zu MiB),\n"
+    printf("ceilings: memcpy %.1f GB/s (read + write, 2 x %zu MiB buffers; LLC %zu MiB),\n"
            "          fp32 FMA peak %.1f GFLOP/s (%s, %d threads)\n",
-           c->ceil.memcpy_gbps, c->ceil.probe_bytes >> 20, c->ceil.llc_bytes >> 20, c->ceil.peak_gflops,
-           c->ceil.fma_isa, c->ceil.n_threads);
+           c->ceil.memcpy_gbps, c->ceil.probe_bytes >> 20, c->ceil.llc_bytes >> 20,
+           c->ceil.peak_gflops, c->ceil.fma_isa, c->ceil.n_threads);
     cJSON_AddNumberToObject(j, "memcpy_gbps", c->ceil.memcpy_gbps);
     cJSON_AddNumberToObject(j, "peak_gflops", c->ceil.peak_gflops);
     cJSON_AddStringToObject(j, "fma_isa", c->ceil.fma_isa);
@@ -557,7 +587,8 @@ static void describe(kern_ctx *c) {
     if (strcmp(c->o->device, "cuda") == 0) {
         hl_cuda_device_info info = {0};
         if (hl_cuda_device_get_info(0, &info, NULL) == HL_OK) {
-            printf("bench kernels: cuda device 0: %s (sm_%d%d, %d SMs)\n", info.name, info.major, info.minor, info.n_sms);
+            printf("bench kernels: cuda device 0: %s (sm_%d%d, %d SMs)\n", info.name, info.major,
+                   info.minor, info.n_sms);
             cJSON_AddStringToObject(c->json, "gpu", info.name);
         }
         return;

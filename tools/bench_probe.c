@@ -50,7 +50,9 @@ static double fma_baseline(int64_t iters, float seed) {
     return (double)s[0] + s[3];
 }
 
-static int fma_lanes(int isa) { return isa >= HL_CPU_ISA_AVX512 ? 16 : isa >= HL_CPU_ISA_AVX2 ? 8 : 4; }
+static int fma_lanes(int isa) {
+    return isa >= HL_CPU_ISA_AVX512 ? 16 : isa >= HL_CPU_ISA_AVX2 ? 8 : 4;
+}
 
 static double fma_run(int isa, int64_t iters, float seed) {
     if (isa >= HL_CPU_ISA_AVX512) return hl_bench_fma_avx512(iters, seed);
@@ -64,7 +66,8 @@ static void *job_main(void *arg) {
         j->sink = fma_run(j->isa, j->iters, 1.0f + (float)j->ith);
         return NULL;
     }
-    size_t lo = j->n_bytes * (size_t)j->ith / (size_t)j->nth, hi = j->n_bytes * (size_t)(j->ith + 1) / (size_t)j->nth;
+    size_t lo = j->n_bytes * (size_t)j->ith / (size_t)j->nth,
+           hi = j->n_bytes * (size_t)(j->ith + 1) / (size_t)j->nth;
     for (int r = 0; r < j->reps; r++) memcpy(j->dst + lo, j->src + lo, hi - lo);
     return NULL;
 }
@@ -74,7 +77,8 @@ static int run_jobs(probe_job *jobs, int n, double *ms, hl_error *err) {
     pthread_t *th = hl_xcalloc((size_t)n, sizeof(pthread_t));
     double t0 = hl_time_ms();
     int started = 1, rc = 0;
-    for (; started < n && rc == 0; started++) rc = pthread_create(&th[started], NULL, job_main, &jobs[started]);
+    for (; started < n && rc == 0; started++)
+        rc = pthread_create(&th[started], NULL, job_main, &jobs[started]);
     if (rc != 0) started--;
     job_main(&jobs[0]);
     for (int i = 1; i < started; i++) pthread_join(th[i], NULL);
@@ -94,7 +98,13 @@ static int probe_memcpy(int nth, size_t n_bytes, double min_ms, double *gbps, hl
     memset(src, 1, n_bytes);
     probe_job *jobs = hl_xcalloc((size_t)nth, sizeof(probe_job));
     for (int i = 0; i < nth; i++)
-        jobs[i] = (probe_job){.kind = JOB_MEMCPY, .ith = i, .nth = nth, .src = src, .dst = dst, .n_bytes = n_bytes, .reps = 1};
+        jobs[i] = (probe_job){.kind = JOB_MEMCPY,
+                              .ith = i,
+                              .nth = nth,
+                              .src = src,
+                              .dst = dst,
+                              .n_bytes = n_bytes,
+                              .reps = 1};
     double ms = 0;
     int rc = run_jobs(jobs, nth, &ms, err); // the first pass also faults the destination in
     if (rc == HL_OK) rc = run_jobs(jobs, nth, &ms, err);
@@ -115,7 +125,8 @@ static int probe_fma(int nth, int isa, double min_ms, double *gflops, hl_error *
     int rc = HL_OK;
     for (int attempt = 0; attempt < 2 && rc == HL_OK; attempt++) {
         for (int i = 0; i < nth; i++)
-            jobs[i] = (probe_job){.kind = JOB_FMA, .ith = i, .nth = nth, .isa = isa, .iters = iters};
+            jobs[i] =
+                (probe_job){.kind = JOB_FMA, .ith = i, .nth = nth, .isa = isa, .iters = iters};
         rc = run_jobs(jobs, nth, &ms, err);
         if (attempt == 0) iters = (int64_t)((double)iters * min_ms / (ms > 0.1 ? ms : 0.1)) + 1;
     }
@@ -150,7 +161,8 @@ size_t hl_bench_llc_bytes(void) {
     return v > 0 ? (size_t)v : (size_t)32 << 20;
 }
 
-int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings *out, hl_error *err) {
+int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings *out,
+                       hl_error *err) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int nth = n_threads > 0 ? n_threads : (int)(cores > 0 ? cores : 1);
     int widest = hl_cpu_features_detect();
@@ -158,8 +170,12 @@ int hl_bench_probe_cpu(int n_threads, int isa, double min_ms, hl_bench_ceilings 
     size_t llc = hl_bench_llc_bytes(), probe = 2 * llc;
     if (probe < MIN_PROBE_BYTES) probe = MIN_PROBE_BYTES;
     if (probe > MAX_PROBE_BYTES) probe = MAX_PROBE_BYTES;
-    *out = (hl_bench_ceilings){.n_threads = nth, .llc_bytes = llc, .probe_bytes = probe,
-                               .fma_isa = isa >= HL_CPU_ISA_AVX512 ? "avx512" : isa >= HL_CPU_ISA_AVX2 ? "avx2" : "sse2"};
+    *out = (hl_bench_ceilings){.n_threads = nth,
+                               .llc_bytes = llc,
+                               .probe_bytes = probe,
+                               .fma_isa = isa >= HL_CPU_ISA_AVX512 ? "avx512"
+                                   : isa >= HL_CPU_ISA_AVX2        ? "avx2"
+                                                                   : "sse2"};
     int rc = probe_memcpy(nth, probe, min_ms, &out->memcpy_gbps, err);
     if (rc != HL_OK) return rc;
     return probe_fma(nth, isa, min_ms, &out->peak_gflops, err);

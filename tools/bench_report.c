@@ -48,8 +48,10 @@ void hl_bench_summarize(const hl_bench_run *run, double slo_ttft_ms, double slo_
     *out = (hl_bench_summary){.slo_ttft_ms = slo_ttft_ms, .slo_tpot_ms = slo_tpot_ms};
     size_t n = (size_t)run->n, n_itl = 0, k = 0;
     for (int i = 0; i < run->n; i++) n_itl += (size_t)run->recs[i].n_itl;
-    double *ttft = hl_xmalloc((n + 1) * sizeof(double)), *tpot = hl_xmalloc((n + 1) * sizeof(double));
-    double *e2e = hl_xmalloc((n + 1) * sizeof(double)), *itl = hl_xmalloc((n_itl + 1) * sizeof(double));
+    double *ttft = hl_xmalloc((n + 1) * sizeof(double)),
+           *tpot = hl_xmalloc((n + 1) * sizeof(double));
+    double *e2e = hl_xmalloc((n + 1) * sizeof(double)),
+           *itl = hl_xmalloc((n_itl + 1) * sizeof(double));
     size_t m = 0;
     for (int i = 0; i < run->n; i++) {
         const hl_bench_record *r = &run->recs[i];
@@ -125,11 +127,12 @@ void hl_bench_print_summary(FILE *f, const char *label, const hl_bench_run *run,
     fprintf(f, "%-34s %.2f\n", "Output token throughput (tok/s):", s->output_throughput);
     fprintf(f, "%-34s %.2f\n", "Total token throughput (tok/s):", s->total_token_throughput);
     if (s->slo_ttft_ms > 0 || s->slo_tpot_ms > 0) {
-        fprintf(f, "%-34s %.2f req/s, %d of %d (%.1f%%) [TTFT <= %g ms, TPOT <= %g ms]\n", "Goodput:",
-                s->goodput, s->good, run->n, run->n ? 100.0 * s->good / run->n : 0.0, s->slo_ttft_ms,
-                s->slo_tpot_ms);
+        fprintf(f, "%-34s %.2f req/s, %d of %d (%.1f%%) [TTFT <= %g ms, TPOT <= %g ms]\n",
+                "Goodput:", s->goodput, s->good, run->n, run->n ? 100.0 * s->good / run->n : 0.0,
+                s->slo_ttft_ms, s->slo_tpot_ms);
     }
-    fprintf(f, "%-10s %10s %10s %10s %10s %10s %10s\n", "(ms)", "mean", "sd", "p50", "p90", "p95", "p99");
+    fprintf(f, "%-10s %10s %10s %10s %10s %10s %10s\n", "(ms)", "mean", "sd", "p50", "p90", "p95",
+            "p99");
     print_metric(f, "TTFT", &s->ttft);
     print_metric(f, "TPOT", &s->tpot);
     print_metric(f, "ITL", &s->itl);
@@ -173,7 +176,8 @@ static cJSON *summary_json(const hl_bench_run *run, const hl_bench_summary *s) {
     cJSON_AddNumberToObject(o, "completed", s->completed);
     cJSON_AddNumberToObject(o, "failed", s->failed);
     cJSON *e = cJSON_AddObjectToObject(o, "errors");
-    for (int k = 1; k < HL_BENCH_ERR_COUNT; k++) cJSON_AddNumberToObject(e, hl_bench_err_name(k), s->errors[k]);
+    for (int k = 1; k < HL_BENCH_ERR_COUNT; k++)
+        cJSON_AddNumberToObject(e, hl_bench_err_name(k), s->errors[k]);
     cJSON_AddNumberToObject(o, "duration_s", run->duration_s);
     cJSON_AddNumberToObject(o, "input_tokens", (double)s->input_tokens);
     cJSON_AddNumberToObject(o, "output_tokens", (double)s->output_tokens);
@@ -220,7 +224,8 @@ static cJSON *record_json(const hl_bench_record *r) {
 }
 
 int hl_bench_write_json(const char *path, const char *label, const char *config_json,
-                        const hl_bench_run *runs, const hl_bench_summary *sums, int n, hl_error *err) {
+                        const hl_bench_run *runs, const hl_bench_summary *sums, int n,
+                        hl_error *err) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "tool", "halyard bench serve");
     cJSON_AddStringToObject(root, "label", label);
@@ -233,7 +238,8 @@ int hl_bench_write_json(const char *path, const char *label, const char *config_
         cJSON_AddNumberToObject(r, "rate", runs[i].rate);
         cJSON_AddItemToObject(r, "summary", summary_json(&runs[i], &sums[i]));
         cJSON *recs = cJSON_AddArrayToObject(r, "requests");
-        for (int j = 0; j < runs[i].n; j++) cJSON_AddItemToArray(recs, record_json(&runs[i].recs[j]));
+        for (int j = 0; j < runs[i].n; j++)
+            cJSON_AddItemToArray(recs, record_json(&runs[i].recs[j]));
         cJSON_AddItemToArray(arr, r);
     }
     char *text = cJSON_Print(root);
@@ -247,7 +253,8 @@ int hl_bench_write_json(const char *path, const char *label, const char *config_
     fputs(text, f);
     fputc('\n', f);
     free(text);
-    if (ferror(f) | fclose(f)) return hl_errorf(err, HL_ERR_IO, "write %s: %s", path, strerror(errno));
+    if (ferror(f) | fclose(f))
+        return hl_errorf(err, HL_ERR_IO, "write %s: %s", path, strerror(errno));
     return HL_OK;
 }
 
@@ -297,9 +304,11 @@ static void run_name(const hl_bench_run *run, char *buf, size_t n) {
 
 int hl_bench_write_svg(const char *path, const char *title, const hl_bench_run *runs,
                        const hl_bench_summary *sums, int n, hl_error *err) {
-    static const char *const titles[N_METRICS] = {"TTFT CDF", "TPOT CDF", "ITL CDF", "E2E latency CDF"};
-    static const char *const xl[N_METRICS] = {"time to first token (ms)", "time per output token (ms)",
-                                               "inter-token latency (ms)", "end-to-end latency (ms)"};
+    static const char *const titles[N_METRICS] = {"TTFT CDF", "TPOT CDF", "ITL CDF",
+                                                  "E2E latency CDF"};
+    static const char *const xl[N_METRICS] = {
+        "time to first token (ms)", "time per output token (ms)", "inter-token latency (ms)",
+        "end-to-end latency (ms)"};
     hl_svg_series *ser = hl_xcalloc((size_t)(N_METRICS * n + 2), sizeof(hl_svg_series));
     double *buf = hl_xmalloc((size_t)(N_METRICS * n) * 2 * CDF_POINTS * sizeof(double));
     char (*names)[48] = hl_xcalloc((size_t)n, sizeof(*names));
@@ -314,8 +323,11 @@ int hl_bench_write_svg(const char *path, const char *title, const hl_bench_run *
             free(v);
             ser[m * n + i] = (hl_svg_series){.name = names[i], .x = xs, .y = ys, .n = k};
         }
-        plots[m] = (hl_svg_plot){.title = titles[m], .x_label = xl[m], .y_label = "share of requests",
-                                 .series = &ser[m * n], .n_series = n};
+        plots[m] = (hl_svg_plot){.title = titles[m],
+                                 .x_label = xl[m],
+                                 .y_label = "share of requests",
+                                 .series = &ser[m * n],
+                                 .n_series = n};
     }
     int n_plots = N_METRICS;
     double *lx = hl_xmalloc((size_t)n * 3 * sizeof(double)), *tput = lx + n, *p99 = lx + 2 * n;
@@ -327,8 +339,10 @@ int hl_bench_write_svg(const char *path, const char *title, const hl_bench_run *
     }
     if (n > 1) {
         const char *xlab = by_rate ? "request rate (req/s)" : "concurrent requests";
-        ser[N_METRICS * n] = (hl_svg_series){.name = "output tokens/s", .x = lx, .y = tput, .n = (size_t)n};
-        ser[N_METRICS * n + 1] = (hl_svg_series){.name = "p99 TTFT", .x = lx, .y = p99, .n = (size_t)n};
+        ser[N_METRICS * n] =
+            (hl_svg_series){.name = "output tokens/s", .x = lx, .y = tput, .n = (size_t)n};
+        ser[N_METRICS * n + 1] =
+            (hl_svg_series){.name = "p99 TTFT", .x = lx, .y = p99, .n = (size_t)n};
         plots[n_plots++] = (hl_svg_plot){.title = "output token throughput", .x_label = xlab,
                                          .y_label = "tokens/s", .series = &ser[N_METRICS * n],
                                          .n_series = 1, .log_x = !by_rate, .markers = true};

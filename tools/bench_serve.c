@@ -66,30 +66,30 @@ static hl_bench_record *rec_of(req *q) { return &q->run->recs[q->idx]; }
 
 // ---- options ----
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: halyard bench serve --url URL [--model M] [--api-key K]\n"
-            "         [--concurrency N | --rate R [--burstiness B]] [--requests N | --duration S]\n"
-            "         [--prompt-len N] [--output-len N] [--prompt-len-dist fixed|uniform|normal]\n"
-            "         [--output-len-dist D] [--len-spread F] [--dataset FILE.jsonl] [--ignore-eos]\n"
-            "         [--temperature T] [--logit-bias ID=B,...] [--no-stream] [--completions]\n"
-            "         [--slo-ttft-ms MS] [--slo-tpot-ms MS] [--timeout S] [--seed S] [--warmup N]\n"
-            "         [--sweep 1,8,32,64] [--label NAME] [--json FILE] [--svg FILE]\n"
-            "       halyard bench serve --compare A.json,B.json[,...] [--svg FILE]\n"
-            "Drives an OpenAI-compatible server (URL: its base, e.g. http://127.0.0.1:8080, or the full\n"
-            "/v1/chat/completions or /v1/completions URL) and reports TTFT, TPOT, ITL and end-to-end\n"
-            "latency percentiles, throughput and goodput. Closed loop by default (--concurrency 1);\n"
-            "--rate sends R requests/s with gamma gaps (--burstiness 1 = Poisson), --concurrency then\n"
-            "caps requests in flight. Defaults: --requests 100 (sweep: 4 x concurrency, at least 16),\n"
-            "--prompt-len 128 words (about one token each), --output-len 128, fixed lengths,\n"
-            "--len-spread 0.25 (uniform: N(1 +- F), normal: sd F*N), --timeout 600 s. --ignore-eos\n"
-            "sends ignore_eos and min_tokens (vLLM, llama.cpp) to force the output length; servers\n"
-            "without them may stop early: --logit-bias ID=-100 bans a token (the model's EOS) instead.\n"
-            "--dataset: one chat request per line ({\"messages\": [...], \"max_tokens\": N}), cycled.\n"
-            "--sweep runs each concurrency in turn and charts throughput and p99 TTFT against it.\n"
-            "--compare prints a side-by-side table of JSON files written by --json (and charts them).\n"
-            "The model defaults to the first of GET /v1/models; --api-key defaults to $OPENAI_API_KEY.\n");
-}
+static const char usage_text[] =
+    "usage: halyard bench serve --url URL [--model M] [--api-key K]\n"
+    "         [--concurrency N | --rate R [--burstiness B]] [--requests N | --duration S]\n"
+    "         [--prompt-len N] [--output-len N] [--prompt-len-dist fixed|uniform|normal]\n"
+    "         [--output-len-dist D] [--len-spread F] [--dataset FILE.jsonl] [--ignore-eos]\n"
+    "         [--temperature T] [--logit-bias ID=B,...] [--no-stream] [--completions]\n"
+    "         [--slo-ttft-ms MS] [--slo-tpot-ms MS] [--timeout S] [--seed S] [--warmup N]\n"
+    "         [--sweep 1,8,32,64] [--label NAME] [--json FILE] [--svg FILE]\n"
+    "       halyard bench serve --compare A.json,B.json[,...] [--svg FILE]\n"
+    "Drives an OpenAI-compatible server (URL: its base, e.g. http://127.0.0.1:8080, or the full\n"
+    "/v1/chat/completions or /v1/completions URL) and reports TTFT, TPOT, ITL and end-to-end\n"
+    "latency percentiles, throughput and goodput. Closed loop by default (--concurrency 1);\n"
+    "--rate sends R requests/s with gamma gaps (--burstiness 1 = Poisson), --concurrency then\n"
+    "caps requests in flight. Defaults: --requests 100 (sweep: 4 x concurrency, at least 16),\n"
+    "--prompt-len 128 words (about one token each), --output-len 128, fixed lengths,\n"
+    "--len-spread 0.25 (uniform: N(1 +- F), normal: sd F*N), --timeout 600 s. --ignore-eos\n"
+    "sends ignore_eos and min_tokens (vLLM, llama.cpp) to force the output length; servers\n"
+    "without them may stop early: --logit-bias ID=-100 bans a token (the model's EOS) instead.\n"
+    "--dataset: one chat request per line ({\"messages\": [...], \"max_tokens\": N}), cycled.\n"
+    "--sweep runs each concurrency in turn and charts throughput and p99 TTFT against it.\n"
+    "--compare prints a side-by-side table of JSON files written by --json (and charts them).\n"
+    "The model defaults to the first of GET /v1/models; --api-key defaults to $OPENAI_API_KEY.\n";
+
+static void usage(FILE *f) { fputs(usage_text, f); }
 
 static int parse_dist(const char *opt, const char *v, int *out) {
     if (!v) return false;
@@ -97,7 +97,8 @@ static int parse_dist(const char *opt, const char *v, int *out) {
     else if (strcmp(v, "uniform") == 0) *out = DIST_UNIFORM;
     else if (strcmp(v, "normal") == 0) *out = DIST_NORMAL;
     else {
-        fprintf(stderr, "halyard bench serve: %s: expected fixed, uniform or normal, not '%s'\n", opt, v);
+        fprintf(stderr, "halyard bench serve: %s: expected fixed, uniform or normal, not '%s'\n",
+                opt, v);
         return false;
     }
     return true;
@@ -149,7 +150,8 @@ static bool parse_value_opt(serve_opts *o, const char *s, const char *v, bool *k
     if (strcmp(s, "--timeout") == 0) return hl_cli_parse_float(s, v, &o->timeout_s);
     if (strcmp(s, "--slo-ttft-ms") == 0) return hl_cli_parse_float(s, v, &o->slo_ttft_ms);
     if (strcmp(s, "--slo-tpot-ms") == 0) return hl_cli_parse_float(s, v, &o->slo_tpot_ms);
-    if (strcmp(s, "--temperature") == 0) return (o->has_temperature = hl_cli_parse_float(s, v, &o->temperature));
+    if (strcmp(s, "--temperature") == 0)
+        return (o->has_temperature = hl_cli_parse_float(s, v, &o->temperature));
     if (strcmp(s, "--prompt-len-dist") == 0) return parse_dist(s, v, &o->prompt_dist);
     if (strcmp(s, "--output-len-dist") == 0) return parse_dist(s, v, &o->output_dist);
     if (strcmp(s, "--sweep") == 0) return parse_sweep(o, v);
@@ -161,7 +163,8 @@ static bool check_opts(const serve_opts *o) {
     const char *bad = NULL;
     if (!o->url && !o->compare) bad = "--url is required";
     else if (o->rate < 0 || o->burstiness <= 0) bad = "--rate must be >= 0 and --burstiness > 0";
-    else if (o->duration_s < 0 || o->timeout_s <= 0) bad = "--duration must be >= 0 and --timeout > 0";
+    else if (o->duration_s < 0 || o->timeout_s <= 0)
+        bad = "--duration must be >= 0 and --timeout > 0";
     else if (o->spread < 0 || o->spread > 1) bad = "--len-spread must be in [0, 1]";
     else if (o->n_sweep > 0 && o->rate > 0) bad = "--sweep varies concurrency; it excludes --rate";
     if (bad) fprintf(stderr, "halyard bench serve: %s\n", bad);
@@ -184,7 +187,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         else if (strcmp(s, "--completions") == 0) o->completions = true;
         else if (v && parse_string_opt(o, s, v)) i++;
         else if (!v || !parse_value_opt(o, s, v, &known)) {
-            if (!known || !v) fprintf(stderr, "halyard bench serve: unknown option or missing value: %s\n", s);
+            if (!known || !v)
+                fprintf(stderr, "halyard bench serve: unknown option or missing value: %s\n", s);
             return 2;
         } else i++;
     }
@@ -277,8 +281,10 @@ static void add_common_fields(const loadgen *g, cJSON *body, int max_tokens) {
     cJSON_DeleteItemFromObject(body, "stream");
     cJSON_DeleteItemFromObject(body, "stream_options");
     cJSON_AddBoolToObject(body, "stream", !o->no_stream);
-    if (!o->no_stream) cJSON_AddTrueToObject(cJSON_AddObjectToObject(body, "stream_options"), "include_usage");
-    if (!cJSON_HasObjectItem(body, "max_tokens")) cJSON_AddNumberToObject(body, "max_tokens", max_tokens);
+    if (!o->no_stream)
+        cJSON_AddTrueToObject(cJSON_AddObjectToObject(body, "stream_options"), "include_usage");
+    if (!cJSON_HasObjectItem(body, "max_tokens"))
+        cJSON_AddNumberToObject(body, "max_tokens", max_tokens);
     if (o->ignore_eos) {
         cJSON_AddTrueToObject(body, "ignore_eos");
         cJSON_AddNumberToObject(body, "min_tokens", max_tokens);
@@ -341,7 +347,8 @@ static void take_usage(req *q, const cJSON *usage) {
 
 static void set_bad(req *q, int kind, const char *what, const char *data, size_t n) {
     q->bad = kind;
-    snprintf(rec_of(q)->err_msg, sizeof rec_of(q)->err_msg, "%s: %.*s", what, (int)(n > 100 ? 100 : n), data);
+    snprintf(rec_of(q)->err_msg, sizeof rec_of(q)->err_msg, "%s: %.*s", what,
+             (int)(n > 100 ? 100 : n), data);
 }
 
 // Text of choices[0] in a chunk (delta.content) or a whole response (message.content);
@@ -466,7 +473,8 @@ static int classify(req *q, CURLcode rc, double now) {
         return curl_kind(rc);
     }
     if (r->http_status != 200) {
-        snprintf(r->err_msg, sizeof r->err_msg, "HTTP %ld: %.120s", r->http_status, q->resp ? q->resp : "");
+        snprintf(r->err_msg, sizeof r->err_msg, "HTTP %ld: %.120s", r->http_status,
+                 q->resp ? q->resp : "");
         return http_kind(r->http_status);
     }
     if (!q->stream) take_whole(q, now);
@@ -528,7 +536,8 @@ static void send_request(loadgen *g, hl_bench_run *run, double run_t0) {
     hl_bench_record *r = &run->recs[idx];
     *r = (hl_bench_record){.id = idx, .ttft_ms = NAN, .e2e_ms = NAN, .prompt_tokens = -1};
     req *q = hl_xcalloc(1, sizeof(req));
-    *q = (req){.g = g, .run = run, .idx = idx, .stream = !g->o->no_stream, .chat = !g->o->completions};
+    *q = (req){
+        .g = g, .run = run, .idx = idx, .stream = !g->o->no_stream, .chat = !g->o->completions};
     hl_bench_sse_init(&q->sse, MAX_SSE_LINE);
     q->body = make_body(g, g->next_seq++, r);
     q->hdrs = make_headers(g->o, q->stream);
@@ -602,7 +611,8 @@ static void run_level(loadgen *g, const level *lv, hl_bench_run *run) {
             send_request(g, run, t0);
             in_flight++;
             if (lv->rate > 0)
-                next_arrival += 1000.0 * rng_gamma(&g->rng, g->o->burstiness) / (lv->rate * g->o->burstiness);
+                next_arrival +=
+                    1000.0 * rng_gamma(&g->rng, g->o->burstiness) / (lv->rate * g->o->burstiness);
         }
         if (in_flight == 0 && !may_send(lv, run, 0, now, t0, -HUGE_VAL)) break;
         int running = 0;
@@ -616,7 +626,8 @@ static void run_level(loadgen *g, const level *lv, hl_bench_run *run) {
             last_draw = now;
         }
         int wait_ms = 50;
-        if (lv->rate > 0 && next_arrival - now < wait_ms) wait_ms = next_arrival > now ? (int)(next_arrival - now) : 0;
+        if (lv->rate > 0 && next_arrival - now < wait_ms)
+            wait_ms = next_arrival > now ? (int)(next_arrival - now) : 0;
         if (in_flight > 0 || wait_ms > 0) curl_multi_poll(g->multi, NULL, 0, wait_ms, NULL);
     }
     run->duration_s = (hl_time_ms() - t0) / 1000.0;
@@ -693,11 +704,12 @@ static int load_dataset(loadgen *g, const char *path) {
         line_no++;
         if (strspn(l, " \t\r") == strlen(l)) continue;
         cJSON *j = cJSON_Parse(l);
-        bool ok = cJSON_IsObject(j) && (g->o->completions ? cJSON_IsString(cJSON_GetObjectItem(j, "prompt"))
-                                                         : cJSON_IsArray(cJSON_GetObjectItem(j, "messages")));
+        bool ok = cJSON_IsObject(j) &&
+            (g->o->completions ? cJSON_IsString(cJSON_GetObjectItem(j, "prompt"))
+                               : cJSON_IsArray(cJSON_GetObjectItem(j, "messages")));
         if (!ok) {
-            fprintf(stderr, "halyard bench serve: %s:%d: expected a JSON object with %s\n", path, line_no,
-                    g->o->completions ? "\"prompt\"" : "\"messages\"");
+            fprintf(stderr, "halyard bench serve: %s:%d: expected a JSON object with %s\n", path,
+                    line_no, g->o->completions ? "\"prompt\"" : "\"messages\"");
             cJSON_Delete(j);
             rc = 1;
             break;
@@ -719,7 +731,10 @@ static int loadgen_init(loadgen *g, const serve_opts *o) {
     derive_urls(o, &base, &g->endpoint);
     g->model = o->model ? hl_xstrdup(o->model) : discover_model(o, base);
     if (!g->model) {
-        fprintf(stderr, "halyard bench serve: no --model and GET %s/v1/models named none; using \"default\"\n", base);
+        fprintf(
+            stderr,
+            "halyard bench serve: no --model and GET %s/v1/models named none; using \"default\"\n",
+            base);
         g->model = hl_xstrdup("default");
     }
     free(base);
@@ -782,15 +797,16 @@ static int plan_levels(const serve_opts *o, level *lv) {
 static void warm_up(loadgen *g, const level *lv) {
     if (g->o->warmup <= 0) return;
     long long c = lv->concurrency > 0 ? lv->concurrency : 1;
-    level w = {.concurrency = (int)(c < g->o->warmup ? c : g->o->warmup), .n_requests = g->o->warmup,
+    level w = {.concurrency = (int)(c < g->o->warmup ? c : g->o->warmup),
+               .n_requests = g->o->warmup,
                .label = "warm-up"};
     hl_bench_run run;
     run_level(g, &w, &run);
     hl_bench_run_free(&run);
 }
 
-static int write_outputs(const serve_opts *o, const loadgen *g, const char *label, hl_bench_run *runs,
-                         hl_bench_summary *sums, int n) {
+static int write_outputs(const serve_opts *o, const loadgen *g, const char *label,
+                         hl_bench_run *runs, hl_bench_summary *sums, int n) {
     hl_error err = {0};
     int rc = 0;
     if (o->json_path) {
@@ -798,7 +814,9 @@ static int write_outputs(const serve_opts *o, const loadgen *g, const char *labe
         if (hl_bench_write_json(o->json_path, label, cfg, runs, sums, n, &err) != HL_OK) rc = 1;
         free(cfg);
     }
-    if (rc == 0 && o->svg_path && hl_bench_write_svg(o->svg_path, label, runs, sums, n, &err) != HL_OK) rc = 1;
+    if (rc == 0 && o->svg_path &&
+        hl_bench_write_svg(o->svg_path, label, runs, sums, n, &err) != HL_OK)
+        rc = 1;
     if (rc) fprintf(stderr, "halyard bench serve: %s\n", err.msg);
     return rc;
 }

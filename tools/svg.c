@@ -95,8 +95,10 @@ static void draw_x_ticks(FILE *f, const axis *ax, double ox, double oy, double w
         double px = ox + axis_frac(ax, v) * w;
         char lab[32];
         fmt_tick(lab, sizeof lab, v);
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", px, oy, px, oy + h);
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", px, oy + h + 16, lab);
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", px, oy, px,
+                oy + h);
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", px, oy + h + 16,
+                lab);
     }
 }
 
@@ -106,7 +108,8 @@ static void draw_y_ticks(FILE *f, const axis *ay, double ox, double oy, double w
         double py = oy + h - axis_frac(ay, t) * h;
         char lab[32];
         fmt_tick(lab, sizeof lab, t);
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", ox, py, ox + w, py);
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", ox, py,
+                ox + w, py);
         fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%s</text>\n", ox - 6, py + 4, lab);
     }
 }
@@ -118,16 +121,18 @@ static void draw_series(FILE *f, const hl_svg_plot *p, int k, const axis *ax, co
     fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.8' points='", color);
     for (size_t i = 0; i < s->n; i++) {
         if (!point_ok(s, i, p->log_x)) continue;
-        fprintf(f, "%.1f,%.1f ", ox + axis_frac(ax, s->x[i]) * w, oy + h - axis_frac(ay, s->y[i]) * h);
+        fprintf(f, "%.1f,%.1f ", ox + axis_frac(ax, s->x[i]) * w,
+                oy + h - axis_frac(ay, s->y[i]) * h);
     }
     fputs("'/>\n", f);
     for (size_t i = 0; p->markers && i < s->n; i++) {
         if (!point_ok(s, i, p->log_x)) continue;
-        fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n", ox + axis_frac(ax, s->x[i]) * w,
-                oy + h - axis_frac(ay, s->y[i]) * h, color);
+        fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
+                ox + axis_frac(ax, s->x[i]) * w, oy + h - axis_frac(ay, s->y[i]) * h, color);
     }
     double ly = oy + 14 + 16 * k; // legend, top left inside the plot
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='14' height='3' fill='%s'/>\n", ox + 8, ly - 4, color);
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='14' height='3' fill='%s'/>\n", ox + 8, ly - 4,
+            color);
     fprintf(f, "<text x='%.1f' y='%.1f'>", ox + 26, ly);
     put_escaped(f, s->name);
     fputs("</text>\n", f);
@@ -136,7 +141,8 @@ static void draw_series(FILE *f, const hl_svg_plot *p, int k, const axis *ax, co
 static void draw_plot(FILE *f, const hl_svg_plot *p, double x, double y) {
     double ox = x + MARGIN_L, oy = y + MARGIN_T;
     double w = PLOT_W - MARGIN_L - MARGIN_R, h = PLOT_H - MARGIN_T - MARGIN_B;
-    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-weight='bold'>", ox + w / 2, y + 20);
+    fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-weight='bold'>", ox + w / 2,
+            y + 20);
     put_escaped(f, p->title);
     fprintf(f, "</text>\n<text x='%.1f' y='%.1f' text-anchor='middle'>", ox + w / 2, oy + h + 36);
     put_escaped(f, p->x_label);
@@ -150,8 +156,8 @@ static void draw_plot(FILE *f, const hl_svg_plot *p, double x, double y) {
     axis ay = linear_axis(y0, y1);
     draw_x_ticks(f, &ax, ox, oy, w, h);
     draw_y_ticks(f, &ay, ox, oy, w, h);
-    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n", ox, oy,
-            w, h);
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='none' stroke='#444'/>\n",
+            ox, oy, w, h);
     for (int k = 0; any && k < p->n_series; k++) draw_series(f, p, k, &ax, &ay, ox, oy, w, h);
 }
 
@@ -163,15 +169,20 @@ int hl_svg_write(const char *path, const char *title, const hl_svg_plot *plots, 
     int cols = n_plots < N_COLS ? n_plots : N_COLS;
     int rows = (n_plots + N_COLS - 1) / N_COLS;
     double fw = cols * PLOT_W, fh = FIG_TITLE_H + rows * PLOT_H;
-    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' viewBox='0 0 %.0f %.0f' "
-               "font-family='sans-serif' font-size='12'>\n", fw, fh, fw, fh);
+    fprintf(f,
+            "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' viewBox='0 0 %.0f "
+            "%.0f' "
+            "font-family='sans-serif' font-size='12'>\n",
+            fw, fh, fw, fh);
     fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
-    fprintf(f, "<text x='%.1f' y='24' text-anchor='middle' font-size='15' font-weight='bold'>", fw / 2);
+    fprintf(f, "<text x='%.1f' y='24' text-anchor='middle' font-size='15' font-weight='bold'>",
+            fw / 2);
     put_escaped(f, title);
     fputs("</text>\n", f);
     for (int i = 0; i < n_plots; i++)
         draw_plot(f, &plots[i], (i % N_COLS) * PLOT_W, FIG_TITLE_H + (i / N_COLS) * PLOT_H);
     fputs("</svg>\n", f);
-    if (ferror(f) | fclose(f)) return hl_errorf(err, HL_ERR_IO, "write %s: %s", path, strerror(errno));
+    if (ferror(f) | fclose(f))
+        return hl_errorf(err, HL_ERR_IO, "write %s: %s", path, strerror(errno));
     return HL_OK;
 }

@@ -1,7 +1,8 @@
 // Unit tests for common/stats: percentiles against numpy, mean/sd, goodput, edge cases.
 //
 // Every expected value below was computed with numpy 2.x in the project's .venv:
-//   a = np.arange(1, 101.0); np.percentile(a, [0, 50, 90, 95, 99, 100]) -> 1, 50.5, 90.1, 95.05, 99.01, 100
+//   a = np.arange(1, 101.0); np.percentile(a, [0, 50, 90, 95, 99, 100])
+//     -> 1, 50.5, 90.1, 95.05, 99.01, 100
 //   a.mean() -> 50.5; a.std(ddof=1) -> 29.011491975882016
 //   b = np.array([3.5, 1.0, 7.25, 2.0, 10.0, 4.0, 9.5])
 //   np.percentile(b, [50, 90, 95, 99, 33.3]) -> 4.0, 9.7, 9.85, 9.969999999999999, 3.497
@@ -97,7 +98,8 @@ START_TEST(test_goodput_counts_both_slos) {
     //                      ok     ttft>  tpot>  both>  nan-tpot  nan-ttft  edge
     const double ttft[] = {100.0, 250.0, 150.0, 300.0, 50.0, NAN, 200.0};
     const double tpot[] = {20.0, 10.0, 60.0, 70.0, NAN, 5.0, 50.0};
-    ck_assert_uint_eq(hl_stats_goodput(ttft, tpot, 7, 200.0, 50.0), 3); // 0, 4, 6 (bounds inclusive)
+    // Requests 0, 4 and 6 (bounds are inclusive).
+    ck_assert_uint_eq(hl_stats_goodput(ttft, tpot, 7, 200.0, 50.0), 3);
     ck_assert_uint_eq(hl_stats_goodput(ttft, tpot, 7, 200.0, 0), 4);    // + 2 (only TTFT bound)
     ck_assert_uint_eq(hl_stats_goodput(ttft, tpot, 7, 0, 50.0), 5);     // 0, 1, 4, 5, 6
     ck_assert_uint_eq(hl_stats_goodput(ttft, tpot, 7, 0, 0), 7);        // no SLO: everything counts
