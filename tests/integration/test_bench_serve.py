@@ -220,6 +220,19 @@ def test_fake_server():
     check_consistent(doc, 6, "dataset")
     check(sorted(r["output_tokens"] for r in doc["runs"][0]["requests"]) == [3, 3, 3, 4, 4, 4],
           "dataset: max_tokens from the file, cycled")
+    # Open loop: Poisson arrivals at 100/s have 10 ms mean gaps (sd of the mean of 59 gaps:
+    # 1.3 ms); a time-bounded closed loop sends nothing after its duration.
+    out5 = os.path.join(TMP, "rate.json")
+    bench("--url", url, "--rate", "100", "--requests", "60", "--output-len", "1", "--json", out5)
+    starts = sorted(r["start_ms"] for r in load(out5)["runs"][0]["requests"])
+    gap = (starts[-1] - starts[0]) / (len(starts) - 1)
+    check(len(starts) == 60 and 6 <= gap <= 16, f"rate: mean gap {gap:.1f} ms for 100 req/s")
+    out6 = os.path.join(TMP, "duration.json")
+    bench("--url", url, "--duration", "1", "--concurrency", "2", "--output-len", "2", "--json", out6)
+    doc = load(out6)
+    recs = doc["runs"][0]["requests"]
+    check_consistent(doc, len(recs), "duration")
+    check(len(recs) >= 4 and all(r["ok"] and r["start_ms"] < 1000 for r in recs), "duration: 1 s")
     bad = os.path.join(TMP, "bad.jsonl")
     with open(bad, "w") as f:
         f.write('{"messages": []}\nnot json\n')
