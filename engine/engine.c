@@ -48,6 +48,7 @@ typedef struct stream {
     bool cancel;             // hl_engine_cancel / release asked to end the request
     bool released;           // the reader is done (hl_engine_release)
     bool engine_done;        // the engine pushed the last FINISH and dropped the stream
+    int n_readers;           // threads blocked in hl_engine_read on it (it outlives them)
     struct stream *hnext;    // bucket chain (while not released)
 } stream;
 
@@ -353,12 +354,17 @@ int hl_engine_read(hl_engine *e, uint64_t id, hl_event *ev, int max, int timeout
     }
     const struct timespec until = deadline_after(timeout_ms > 0 ? timeout_ms : 0);
     // Wait while nothing is there and the stream has not ended.
+    st->n_readers++;
     while (st->n == 0 && st->n_finished < st->n_choices && timeout_ms != 0) {
         if (timeout_ms < 0) pthread_cond_wait(&st->cv, &e->mu);
         else if (pthread_cond_timedwait(&st->cv, &e->mu, &until) == ETIMEDOUT) break;
     }
+    st->n_readers--;
     *n_out = stream_pop(st, ev, max);
+    // released by another thread meanwhile: the last one out frees it
+    const bool free_now = st->released && st->engine_done && st->n_readers == 0;
     pthread_mutex_unlock(&e->mu);
+    if (free_now) stream_free(st);
     return HL_OK;
 }
 
@@ -380,7 +386,7 @@ void hl_engine_release(hl_engine *e, uint64_t id) {
     unlink_stream(e, st);
     st->released = true;
     request_cancel_locked(e, st);
-    const bool free_now = st->engine_done;
+    const bool free_now = st->engine_done && st->n_readers == 0;
     pthread_mutex_unlock(&e->mu);
     if (free_now) stream_free(st);
 }
@@ -453,7 +459,7 @@ static void flush(hl_engine *e, const hl_sched_step *st) {
         stream_push(it->st, &it->ev);
         if (!it->last) continue;
         it->st->engine_done = true;
-        if (it->st->released) stream_free(it->st);
+        if (it->st->released && it->st->n_readers == 0) stream_free(it->st);
     }
     hl_engine_stats *s = &e->stats;
     s->running = ss.running;

@@ -97,7 +97,7 @@ typedef struct hl_event {
     // FINISH (one per completion index; the stream ends after the last index's FINISH):
     enum hl_finish_reason finish;
     int prompt_tokens;            // usage
-    int completion_tokens;
+    int completion_tokens;        // sampled tokens, a final stop token (never streamed) included
     int cached_tokens;            // prompt tokens served from the prefix cache
     double queue_ms;              // submit → first scheduled
     double ttft_ms;               // submit → first token
@@ -122,11 +122,14 @@ void hl_engine_release(hl_engine *e, uint64_t id);
 
 typedef struct hl_engine_stats {
     int running, waiting;
+    // used + free = total; cached: unreferenced blocks kept for the prefix cache (part of free:
+    // they are evicted, least recently used first, only when a block is needed)
     int kv_blocks_total, kv_blocks_used, kv_blocks_free, kv_blocks_cached;
-    uint64_t prefix_queries, prefix_hits;   // prompt blocks looked up / found in the cache
+    // full prompt blocks (before the last prompt token) looked up / found, at every admission
+    uint64_t prefix_queries, prefix_hits;
     uint64_t preemptions;
     uint64_t steps;
-    uint64_t prompt_tokens, generated_tokens; // processed so far
+    uint64_t prompt_tokens, generated_tokens; // prompt tokens run (cache hits excluded) / sampled
     int last_batch_tokens, last_batch_seqs;
     uint64_t batch_size_hist[8];            // steps by sequences: 1, 2-3, 4-7, ..., 64-127, 128+
 } hl_engine_stats;
