@@ -41,17 +41,27 @@ static void run(cpu_ctx *c, hl_threadpool_fn fn, void *arg, int64_t work) {
 
 // ---- memory ----
 
+// 64-byte aligned and zero-filled. calloc rather than posix_memalign + memset: glibc serves
+// large requests with fresh mmap'd pages that are already zero, so a multi-GB KV pool costs
+// no time and no resident memory until it is used. The pointer calloc returned is kept just
+// below the aligned one for cpu_release.
 static void *cpu_alloc(hl_backend *be, size_t n_bytes) {
     (void)be;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n_bytes ? n_bytes : 64) != 0) return NULL;
-    memset(p, 0, n_bytes);
-    return p;
+    size_t total;
+    if (!hl_add_ok(n_bytes, 64 + sizeof(void *), &total)) return NULL;
+    uint8_t *raw = calloc(1, total);
+    if (!raw) return NULL;
+    uintptr_t aligned = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+    memcpy((void *)(aligned - sizeof(void *)), &raw, sizeof raw);
+    return (void *)aligned;
 }
 
 static void cpu_release(hl_backend *be, void *ptr) {
     (void)be;
-    free(ptr);
+    if (!ptr) return;
+    void *raw;
+    memcpy(&raw, (uint8_t *)ptr - sizeof(void *), sizeof raw);
+    free(raw);
 }
 
 static int cpu_copy(hl_backend *be, void *dst, const void *src, size_t n_bytes, hl_error *err) {
