@@ -11,12 +11,13 @@ Anthropic SDK streaming and not, the access log lines, and the README examples.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from serve_util import DEFAULT_MODEL, TINY, Server, require_sdks, run_tests  # noqa: E402
+from serve_util import DEFAULT_MODEL, ROOT, TINY, Server, require_sdks, run_tests  # noqa: E402
 
 require_sdks()
 import anthropic  # noqa: E402
@@ -283,24 +284,22 @@ def test_content_default_model():
     assert "Paris" in m.content[0].text
 
 
+def readme_block(lang, marker):
+    """The first ```lang block of README.md that contains marker, with the README's port replaced."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    for block in re.findall(r"```" + lang + r"\n(.*?)```", text, re.S):
+        if marker in block:
+            return block.replace("http://127.0.0.1:8080", smol.url)
+    raise AssertionError(f"README has no {lang} block with {marker!r}")
+
+
 def test_readme_examples():
-    """The curl and Python examples from the README, verbatim apart from the port."""
-    curl = ["curl", "-s", f"{smol.url}/v1/chat/completions", "-H", "Content-Type: application/json", "-d",
-            '{"model": "default", "messages": [{"role": "user", "content": "What is the capital of France?"}], '
-            '"max_tokens": 32}']
-    out = subprocess.run(curl, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0
-    assert "Paris" in json.loads(out.stdout)["choices"][0]["message"]["content"]
-    code = ("from openai import OpenAI\n"
-            f"client = OpenAI(base_url=\"{smol.url}/v1\", api_key=\"none\")\n"
-            "stream = client.chat.completions.create(\n"
-            "    model=\"default\",\n"
-            "    messages=[{\"role\": \"user\", \"content\": \"What is the capital of France?\"}],\n"
-            "    max_tokens=32, stream=True)\n"
-            "for chunk in stream:\n"
-            "    print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)\n"
-            "print()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    """The curl and Python examples of the README, run verbatim apart from the port."""
+    out = subprocess.run(["sh", "-c", readme_block("sh", "curl -s")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in json.loads(out.stdout)["choices"][0]["message"]["content"], out.stdout
+    out = subprocess.run([sys.executable, "-c", readme_block("python", "from openai import OpenAI")],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout, out.stdout
 
