@@ -11,7 +11,7 @@ SANITIZE ?= 0
 # CUDA: on by default when nvcc is on PATH; a sanitizer build skips it because ASan and
 # the CUDA runtime disagree about the shadow gap and no CUDA test runs without a GPU.
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-ifeq ($(SANITIZE),1)
+ifneq ($(SANITIZE),0)
 CUDA ?= 0
 else ifneq ($(NVCC),)
 CUDA ?= 1
@@ -22,6 +22,8 @@ CUDA_ARCHS ?= 80 86 89 90
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san
+else ifeq ($(SANITIZE),thread)
+BUILD ?= build/tsan
 else
 BUILD ?= build
 endif
@@ -34,6 +36,9 @@ CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -I. -g
 ifeq ($(SANITIZE),1)
 # -O1 keeps sanitizer runs fast enough for CI; frame pointers give readable stacks.
 OPT := -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),thread)
+# ThreadSanitizer for the engine API (submit/cancel/read from many threads): `make tsan`.
+OPT := -O1 -fsanitize=thread -fno-omit-frame-pointer
 else
 # -O2 and the host's ISA baseline only: wider ISAs are chosen at run time (kernels/cpu dispatch).
 OPT := -O2
@@ -72,7 +77,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/unit_main.o
 
-.PHONY: all test unit integration deps pydeps model serve fuzz gpu-check clean check-deps
+.PHONY: all test unit integration deps pydeps model serve fuzz gpu-check clean check-deps tsan
 all: $(BUILD)/halyard
 
 $(BUILD)/libhalyard.a: $(LIB_OBJ)
@@ -138,6 +143,13 @@ test: check-deps
 
 unit: $(BUILD)/test_unit
 	./$(BUILD)/test_unit
+
+# The thread-safety suites (engine API, scheduler, KV cache) under ThreadSanitizer.
+tsan:
+	@$(MAKE) --no-print-directory SANITIZE=thread build/tsan/test_unit
+	CK_RUN_SUITE=engine HALYARD_STRESS_REQUESTS=$${HALYARD_STRESS_REQUESTS:-60} TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
+	CK_RUN_SUITE=sched TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
+	CK_RUN_SUITE=kv_cache TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
 
 fuzz:
 	@sh tests/fuzz/build.sh
