@@ -7,6 +7,7 @@
 #include "engine/quant.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/cpu/repack.h"
 #include "kernels/cpu/threadpool.h"
 #include "kernels/cpu/vec.h"
 
@@ -84,6 +85,11 @@ static bool cpu_supports(hl_backend *be, enum hl_op op, int type) {
     }
 }
 
+// Q4_0, Q4_1 and Q8_0 weights are repacked to X16 (repack.h) where the VNNI kernels run.
+static bool wants_x16(const cpu_ctx *c, int type, int64_t k) {
+    return c->isa == HL_CPU_ISA_VNNI && hl_repack_supports(type) && k % HL_QK == 0;
+}
+
 static int cpu_upload_weight(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2],
                              const void *src, hl_error *err) {
     const hl_dtype_info *info = hl_quant_info(type);
@@ -93,12 +99,17 @@ static int cpu_upload_weight(hl_backend *be, hl_tensor *out, int type, const int
     size_t rb, total;
     int rc = hl_quant_row_bytes(type, ne[0], &rb, err);
     if (rc != HL_OK) return rc;
-    if (!hl_mul_ok(rb, (size_t)ne[1], &total))
+    if (!hl_mul_ok(rb, (size_t)ne[1] + HL_REPACK_ROWS, &total))
         return hl_errorf(err, HL_ERR_INVAL, "cpu: weight of %lld rows is too large", (long long)ne[1]);
+    const bool x16 = wants_x16(ctx_of(be), type, ne[0]);
+    if (x16) total = hl_repack_bytes(type, ne[0], ne[1]);
+    else total = rb * (size_t)ne[1];
     void *data = cpu_alloc(be, total);
     if (!data) return hl_errorf(err, HL_ERR_NOMEM, "cpu: cannot allocate %zu bytes of weights", total);
-    memcpy(data, src, total);
-    *out = (hl_tensor){.type = type, .layout = 0, .ne = {ne[0], ne[1]}, .row_bytes = rb, .data = data};
+    if (x16) hl_repack_x16(type, ne[0], ne[1], src, data);
+    else memcpy(data, src, total);
+    *out = (hl_tensor){.type = type, .layout = x16 ? HL_CPU_LAYOUT_X16 : 0, .ne = {ne[0], ne[1]},
+                       .row_bytes = rb, .data = data};
     return HL_OK;
 }
 
@@ -117,11 +128,25 @@ typedef struct rows_args {
     int n;
 } rows_args;
 
+// Row `id` of an X16 table, dequantized block by block from its GGUF form.
+static void embed_x16_row(const hl_tensor *t, int64_t id, float *dst) {
+    uint8_t blk[64];
+    for (int64_t b = 0; b < t->ne[0] / HL_QK; b++) {
+        hl_repack_block(t->type, t->ne[0], t->data, id, b, blk);
+        int rc = hl_quant_dequantize(t->type, blk, dst + b * HL_QK, HL_QK, NULL);
+        HL_ASSERT(rc == HL_OK);
+    }
+}
+
 static void embed_fn(void *arg, int ith, int nth) {
     rows_args *a = arg;
     int64_t lo, hi;
     split(a->n, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) {
+        if (a->src->layout == HL_CPU_LAYOUT_X16) {
+            embed_x16_row(a->src, a->ids[i], row_f32(a->out, i));
+            continue;
+        }
         const uint8_t *src = (const uint8_t *)a->src->data + (size_t)a->ids[i] * a->src->row_bytes;
         int rc = hl_quant_dequantize(a->src->type, src, row_f32(a->out, i), a->src->ne[0], NULL);
         HL_ASSERT(rc == HL_OK);
@@ -161,12 +186,18 @@ static void mm_quantize_fn(void *arg, int ith, int nth) {
     hl_matmul_quantize(&a->mm, (int)lo, (int)hi);
 }
 
-// hot: most of the step is here. Threads take contiguous ranges of weight rows.
+// hot: most of the step is here. Threads take contiguous ranges of weight rows (whole groups
+// of 16 for X16 weights).
 static void mm_rows_fn(void *arg, int ith, int nth) {
     mm_args *a = arg;
     int64_t lo, hi;
-    split(a->rows, ith, nth, &lo, &hi);
-    hl_matmul_rows(a->isa, &a->mm, lo, hi);
+    if (a->mm.layout != HL_CPU_LAYOUT_X16) {
+        split(a->rows, ith, nth, &lo, &hi);
+        hl_matmul_rows(a->isa, &a->mm, lo, hi);
+        return;
+    }
+    split((a->rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS, ith, nth, &lo, &hi);
+    hl_matmul_rows(a->isa, &a->mm, lo * HL_REPACK_ROWS, hi * HL_REPACK_ROWS < a->rows ? hi * HL_REPACK_ROWS : a->rows);
 }
 
 static void *act_scratch(cpu_ctx *c, size_t n_bytes) {
@@ -185,11 +216,11 @@ static void *act_scratch(cpu_ctx *c, size_t n_bytes) {
 
 static void cpu_matmul(hl_backend *be, hl_tensor *out, const hl_tensor *w, const hl_tensor *x) {
     cpu_ctx *c = ctx_of(be);
-    HL_ASSERT(w->layout == 0 && hl_matmul_supports(w->type));
+    HL_ASSERT((w->layout == 0 || w->layout == HL_CPU_LAYOUT_X16) && hl_matmul_supports(w->type));
     const int n = (int)x->ne[1];
     const size_t arb = hl_matmul_act_row_bytes(w->type, w->ne[0]);
     mm_args a = {
-        .mm = {.type = w->type, .k = w->ne[0], .w = w->data, .w_row_bytes = w->row_bytes,
+        .mm = {.type = w->type, .layout = w->layout, .k = w->ne[0], .w = w->data, .w_row_bytes = w->row_bytes,
                .x = x->data, .x_row_floats = x->row_bytes / sizeof(float),
                .act = arb ? act_scratch(c, arb * (size_t)n) : NULL, .act_row_bytes = arb,
                .out = out->data, .out_row_floats = out->row_bytes / sizeof(float), .n = n},

@@ -5,6 +5,7 @@
 
 #include "engine/quant.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/repack.h"
 
 bool hl_matmul_supports(int type) {
     switch (type) {
@@ -72,8 +73,7 @@ static int quantize_values(const float *x, int n, int8_t *qs, float *d) {
 
 static void quantize_row_q8(const float *x, hl_q8_block *y, int64_t k) {
     for (int64_t b = 0; b < k / HL_QK; b++) {
-        const int sum = quantize_values(x + b * HL_QK, HL_QK, y[b].qs, &y[b].d);
-        y[b].s = y[b].d * (float)sum;
+        y[b].sum = quantize_values(x + b * HL_QK, HL_QK, y[b].qs, &y[b].d);
     }
 }
 
@@ -98,8 +98,24 @@ void hl_matmul_quantize(const hl_matmul_args *a, int t0, int t1) {
     }
 }
 
+// X16 weights exist only where the backend runs the VNNI kernels (x86).
+#if defined(__x86_64__)
+static void x16_rows(const hl_matmul_args *a, int64_t r0, int64_t r1) { hl_matmul_x16_vnni_rows(a, r0, r1); }
+#else
+static void x16_rows(const hl_matmul_args *a, int64_t r0, int64_t r1) {
+    (void)a, (void)r0, (void)r1;
+    HL_ASSERT(!"matmul: X16 weights on a CPU without VNNI kernels");
+}
+#endif
+
 void hl_matmul_rows(int isa, const hl_matmul_args *a, int64_t r0, int64_t r1) {
     if (r0 >= r1 || a->n <= 0) return;
+    if (a->layout == HL_CPU_LAYOUT_X16) {
+        HL_ASSERT(isa == HL_CPU_ISA_VNNI && r0 % HL_REPACK_ROWS == 0);
+        x16_rows(a, r0, r1);
+        return;
+    }
+    HL_ASSERT(a->layout == 0);
     switch (isa) {
 #if defined(__x86_64__)
     case HL_CPU_ISA_VNNI: hl_matmul_vnni_rows(a, r0, r1); return;
@@ -152,7 +168,7 @@ static float dot_legacy(int type, const uint8_t *w, const hl_q8_block *y, int64_
         unpack_legacy(type, w + b * bb, u, &dw, &c);
         int isum = 0;
         for (int j = 0; j < 32; j++) isum += u[j] * y[b].qs[j];
-        sum += dw * y[b].d * (float)isum + c * y[b].s;
+        sum += dw * y[b].d * (float)isum + c * (y[b].d * (float)y[b].sum);
     }
     return sum;
 }

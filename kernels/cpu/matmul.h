@@ -16,10 +16,10 @@
 
 #include "common/hl.h"
 
-// A 32-value activation block: value j = d * qs[j]; s = d * sum(qs).
+// A 32-value activation block: value j = d * qs[j]; sum = sum(qs) (exact).
 typedef struct hl_q8_block {
     float d;
-    float s;
+    int32_t sum;
     int8_t qs[32];
 } hl_q8_block;
 
@@ -38,9 +38,11 @@ enum hl_matmul_act {
 
 // Everything one matmul needs. Pointers are borrowed for the call.
 typedef struct hl_matmul_args {
-    int type;              // weight type (enum hl_dtype), layout 0 (GGUF blocks)
+    int type;              // weight type (enum hl_dtype)
+    int layout;            // 0 (GGUF blocks) or HL_CPU_LAYOUT_X16 (repack.h; VNNI kernels only)
     int64_t k;             // elements per weight row (a multiple of the type's block size)
-    const uint8_t *w;      // (rows, k) weights, rows w_row_bytes apart
+    const uint8_t *w;      // (rows, k) weights, rows w_row_bytes apart (layout 0), or groups
+                           //   of 16 rows of 16 * w_row_bytes bytes each (X16)
     size_t w_row_bytes;
     const float *x;        // (n, k) activations, rows x_row_floats apart
     size_t x_row_floats;
@@ -67,7 +69,8 @@ void hl_matmul_quantize(const hl_matmul_args *a, int t0, int t1);
 
 // Computes out[t][r] for all tokens t and weight rows r in [r0, r1) with the kernels of
 // `isa` (enum hl_cpu_isa; must not exceed what the CPU supports). Requires a->act filled
-// by hl_matmul_quantize for the quantized types.
+// by hl_matmul_quantize for the quantized types. X16 weights need isa VNNI, and r0 and r1
+// multiples of 16 (r1 may also be the last row): a group of 16 rows is computed at once.
 void hl_matmul_rows(int isa, const hl_matmul_args *a, int64_t r0, int64_t r1);
 
 // Per-ISA entry points (platform files, same contract as hl_matmul_rows).
@@ -75,3 +78,4 @@ void hl_matmul_scalar_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_avx2_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_avx512_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_vnni_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
+void hl_matmul_x16_vnni_rows(const hl_matmul_args *a, int64_t r0, int64_t r1); // X16 weights

@@ -108,7 +108,7 @@ X86_INLINE void legacy_step(int type, const uint8_t *w, int64_t b, const hl_q8_b
         if (type == HL_DTYPE_Q8_0) q = _mm256_sign_epi8(q, u);
         const __m256 p = _mm256_cvtepi32_ps(dot_u8s8(au, q));
         acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yb->d), p, acc[t]);
-        ms[t] = __builtin_fmaf(c, yb->s, ms[t]);
+        ms[t] = __builtin_fmaf(c, yb->d * (float)yb->sum, ms[t]);
     }
 }
 

@@ -13,6 +13,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ref.h"
+#include "kernels/cpu/repack.h"
 #include "kernels/cpu/threadpool.h"
 
 static const int matmul_types[] = {HL_DTYPE_F32, HL_DTYPE_F16, HL_DTYPE_BF16, HL_DTYPE_Q4_0,
@@ -192,6 +193,45 @@ START_TEST(test_matmul_batch_invariance) {
         }
         for (int i = 0; i < 3; i++) hl_backend_free(be[i]);
     }
+}
+END_TEST
+
+// X16 repacking is lossless: every row comes back bit for bit, for row counts on and off the
+// 16-row grid, and the padding rows of the last group are zero.
+START_TEST(test_repack_round_trip) {
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q8_0};
+    static const int64_t shapes[][2] = {{32, 1}, {576, 15}, {96, 16}, {2880, 17}, {64, 45}};
+    for (int ti = 0; ti < 3; ti++) {
+        ck_assert(hl_repack_supports(types[ti]));
+        for (int si = 0; si < 5; si++) {
+            const int64_t k = shapes[si][0], rows = shapes[si][1];
+            float *deq;
+            uint8_t *w = random_weight(&rng, types[ti], k, rows, &deq);
+            size_t rb;
+            ck_assert_int_eq(hl_quant_row_bytes(types[ti], k, &rb, NULL), HL_OK);
+            const size_t n = hl_repack_bytes(types[ti], k, rows);
+            ck_assert_uint_eq(n, (size_t)((rows + 15) / 16 * 16) * rb);
+            uint8_t *x = hl_xmalloc(n), *row = hl_xmalloc(rb);
+            memset(x, 0xAB, n);
+            hl_repack_x16(types[ti], k, rows, w, x);
+            for (int64_t r = 0; r < (rows + 15) / 16 * 16; r++) {
+                hl_repack_row(types[ti], k, x, r, row);
+                if (r < rows) {
+                    ck_assert_msg(memcmp(row, w + (size_t)r * rb, rb) == 0, "seed %llu %s k=%lld row %lld",
+                                  (unsigned long long)seed, hl_quant_name(types[ti]), (long long)k, (long long)r);
+                    continue;
+                }
+                for (size_t j = 0; j < rb; j++) { // padding: zero scales, zero (Q8_0: 0x80 ^ 0x80) quants
+                    const bool hdr = (j % (rb / (size_t)(k / 32))) < (types[ti] == HL_DTYPE_Q4_1 ? 4u : 2u);
+                    ck_assert_int_eq(row[j], hdr || types[ti] != HL_DTYPE_Q8_0 ? 0 : 0x80);
+                }
+            }
+            free(x), free(row), free(w), free(deq);
+        }
+    }
+    ck_assert(!hl_repack_supports(HL_DTYPE_Q4_K));
 }
 END_TEST
 
@@ -474,6 +514,7 @@ Suite *backend_suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_matmul_against_ref);
     tcase_add_test(tc, test_matmul_batch_invariance);
+    tcase_add_test(tc, test_repack_round_trip);
     tcase_add_test(tc, test_elementwise_ops);
     tcase_add_test(tc, test_embed_every_type);
     tcase_add_test(tc, test_rope_kv);

@@ -1,0 +1,82 @@
+// repack: GGUF blocks <-> the X16 interleaved layout (see repack.h).
+#include "kernels/cpu/repack.h"
+
+#include "engine/quant.h"
+
+// How one GGUF block of a supported type maps into its group block.
+typedef struct x16_desc {
+    int n_fields;     // f16 header fields (d, or d and m), each stored as 16 values in a row
+    int n_chunks;     // 4-byte quant chunks per block
+    uint8_t flip;     // xor applied to each quant byte (Q8_0: signed -> q + 128)
+    size_t bb;        // GGUF block bytes
+} x16_desc;
+
+static bool desc_of(int type, x16_desc *d) {
+    switch (type) {
+    case HL_DTYPE_Q4_0: *d = (x16_desc){1, 4, 0, 18}; return true;
+    case HL_DTYPE_Q4_1: *d = (x16_desc){2, 4, 0, 20}; return true;
+    case HL_DTYPE_Q8_0: *d = (x16_desc){1, 8, 0x80, 34}; return true;
+    default: return false;
+    }
+}
+
+bool hl_repack_supports(int type) {
+    x16_desc d;
+    return desc_of(type, &d);
+}
+
+size_t hl_repack_bytes(int type, int64_t k, int64_t rows) {
+    x16_desc d;
+    HL_ASSERT(desc_of(type, &d) && k % HL_QK == 0 && rows > 0);
+    const size_t groups = (size_t)((rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS);
+    return groups * HL_REPACK_ROWS * (size_t)(k / HL_QK) * d.bb;
+}
+
+// Copies one GGUF block (gguf) to or from row i (0..15) of a group block (grp): the f16
+// header fields 2 bytes at a time, the quants 4 bytes at a time (flipped by d->flip).
+static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bool to_x16) {
+    const size_t hdr = 2 * (size_t)d->n_fields;
+    const uint32_t flip = d->flip * 0x01010101u;
+    for (int f = 0; f < d->n_fields; f++) {
+        uint8_t *x = grp + (size_t)f * 2 * HL_REPACK_ROWS + 2 * (size_t)i, *y = gguf + 2 * (size_t)f;
+        if (to_x16) memcpy(x, y, 2);
+        else memcpy(y, x, 2);
+    }
+    for (int c = 0; c < d->n_chunks; c++) {
+        uint8_t *x = grp + hdr * HL_REPACK_ROWS + (size_t)c * 4 * HL_REPACK_ROWS + 4 * (size_t)i;
+        uint8_t *y = gguf + hdr + 4 * (size_t)c;
+        uint32_t v;
+        memcpy(&v, to_x16 ? y : x, 4);
+        v ^= flip;
+        memcpy(to_x16 ? x : y, &v, 4);
+    }
+}
+
+void hl_repack_x16(int type, int64_t k, int64_t rows, const void *src, void *dst) {
+    x16_desc d;
+    HL_ASSERT(desc_of(type, &d));
+    const int64_t nb = k / HL_QK, groups = (rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS;
+    const size_t gb = d.bb * HL_REPACK_ROWS, row_bytes = d.bb * (size_t)nb;
+    memset(dst, 0, (size_t)groups * (size_t)nb * gb);
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *s = (uint8_t *)src + (size_t)r * row_bytes; // only read (to_x16)
+        uint8_t *g = (uint8_t *)dst + (size_t)(r / HL_REPACK_ROWS) * (size_t)nb * gb;
+        for (int64_t b = 0; b < nb; b++)
+            move_block(&d, (int)(r % HL_REPACK_ROWS), g + (size_t)b * gb, s + (size_t)b * d.bb, true);
+    }
+}
+
+void hl_repack_block(int type, int64_t k, const void *w, int64_t r, int64_t b, void *dst) {
+    x16_desc d;
+    HL_ASSERT(desc_of(type, &d));
+    const int64_t nb = k / HL_QK;
+    const size_t gb = d.bb * HL_REPACK_ROWS;
+    uint8_t *g = (uint8_t *)w + ((size_t)(r / HL_REPACK_ROWS) * (size_t)nb + (size_t)b) * gb; // only read
+    move_block(&d, (int)(r % HL_REPACK_ROWS), g, dst, false);
+}
+
+void hl_repack_row(int type, int64_t k, const void *w, int64_t r, void *dst) {
+    x16_desc d;
+    HL_ASSERT(desc_of(type, &d));
+    for (int64_t b = 0; b < k / HL_QK; b++) hl_repack_block(type, k, w, r, b, (uint8_t *)dst + (size_t)b * d.bb);
+}
