@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/quant.h"
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/repack.h"
@@ -183,7 +184,7 @@ static void mm_quantize_fn(void *arg, int ith, int nth) {
     mm_args *a = arg;
     int64_t lo, hi;
     split(a->mm.n, ith, nth, &lo, &hi);
-    hl_matmul_quantize(&a->mm, (int)lo, (int)hi);
+    hl_matmul_quantize(a->isa, &a->mm, (int)lo, (int)hi);
 }
 
 // hot: most of the step is here. Threads take contiguous ranges of weight rows (whole groups
@@ -442,13 +443,31 @@ static void attn_fn(void *arg, int ith, int nth) {
     for (int64_t t = lo; t < hi; t++) attend(a, (int)(t / a->n_heads), (int)(t % a->n_heads), acc);
 }
 
+// AVX-512: one task per (token, KV head), the GQA group's query heads together.
+static void attn_group_fn(void *arg, int ith, int nth) {
+    const hl_attn_args *a = arg;
+    const int n_kv = a->geom->n_kv_heads;
+    int64_t lo, hi;
+    split((int64_t)a->batch->n_tokens * n_kv, ith, nth, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        const int i = (int)(t / n_kv);
+        hl_attention_avx512_group(a, i, seq_of(a->batch, i), (int)(t % n_kv));
+    }
+}
+
 static void cpu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, const hl_kv_layer *kv,
                           const hl_kv_geom *geom, const hl_batch *batch, int n_heads, float scale) {
     HL_ASSERT(geom->head_dim <= MAX_HEAD_DIM && n_heads % geom->n_kv_heads == 0);
-    attn_args a = {out, q, kv, geom, batch, n_heads, scale, ctx_of(be)->vec};
+    cpu_ctx *c = ctx_of(be);
     int64_t work = 0;
     for (int i = 0; i < batch->n_tokens; i++) work += (int64_t)(batch->pos[i] + 1) * n_heads * geom->head_dim;
-    run(ctx_of(be), attn_fn, &a, work);
+    if (c->isa >= HL_CPU_ISA_AVX512 && hl_attention_avx512_fits(geom->head_dim, n_heads / geom->n_kv_heads)) {
+        hl_attn_args g = {out, q, kv, geom, batch, n_heads, scale};
+        run(c, attn_group_fn, &g, work);
+        return;
+    }
+    attn_args a = {out, q, kv, geom, batch, n_heads, scale, c->vec};
+    run(c, attn_fn, &a, work);
 }
 
 // ---- lifecycle ----

@@ -37,7 +37,7 @@ size_t hl_matmul_act_row_bytes(int type, int64_t k) {
     }
 }
 
-// ---- activation quantization (shared by every ISA, so the 8-bit values never differ) ----
+// ---- activation quantization (the SIMD versions in matmul_x86.h give the same bytes) ----
 
 // Round to nearest, ties to even, for |f| < 2^22 (ggml's nearest_int).
 static inline int nearest_int(float f) {
@@ -88,7 +88,18 @@ static void quantize_row_q8k(const float *x, hl_q8k_block *y, int64_t k) {
     }
 }
 
-void hl_matmul_quantize(const hl_matmul_args *a, int t0, int t1) {
+void hl_matmul_quantize(int isa, const hl_matmul_args *a, int t0, int t1) {
+    switch (isa) {
+#if defined(__x86_64__)
+    case HL_CPU_ISA_VNNI: hl_matmul_vnni_quantize(a, t0, t1); return;
+    case HL_CPU_ISA_AVX512: hl_matmul_avx512_quantize(a, t0, t1); return;
+    case HL_CPU_ISA_AVX2: hl_matmul_avx2_quantize(a, t0, t1); return;
+#endif
+    default: hl_matmul_scalar_quantize(a, t0, t1); return;
+    }
+}
+
+void hl_matmul_scalar_quantize(const hl_matmul_args *a, int t0, int t1) {
     const int kind = hl_matmul_act_kind(a->type);
     for (int t = t0; t < t1; t++) {
         const float *x = a->x + (size_t)t * a->x_row_floats;

@@ -63,9 +63,10 @@ int hl_matmul_act_kind(int type);
 // float types). k must be a multiple of the type's block size.
 size_t hl_matmul_act_row_bytes(int type, int64_t k);
 
-// Quantizes activation rows [t0, t1) of a->x into a->act (no-op for float weight types).
-// Rows are independent, so threads may split the tokens.
-void hl_matmul_quantize(const hl_matmul_args *a, int t0, int t1);
+// Quantizes activation rows [t0, t1) of a->x into a->act (no-op for float weight types) with
+// the code of `isa`; every ISA gives the same bytes. Rows are independent, so threads may
+// split the tokens.
+void hl_matmul_quantize(int isa, const hl_matmul_args *a, int t0, int t1);
 
 // Computes out[t][r] for all tokens t and weight rows r in [r0, r1) with the kernels of
 // `isa` (enum hl_cpu_isa; must not exceed what the CPU supports). Requires a->act filled
@@ -78,4 +79,8 @@ void hl_matmul_scalar_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_avx2_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_avx512_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
 void hl_matmul_vnni_rows(const hl_matmul_args *a, int64_t r0, int64_t r1);
+void hl_matmul_scalar_quantize(const hl_matmul_args *a, int t0, int t1);
+void hl_matmul_avx2_quantize(const hl_matmul_args *a, int t0, int t1);
+void hl_matmul_avx512_quantize(const hl_matmul_args *a, int t0, int t1);
+void hl_matmul_vnni_quantize(const hl_matmul_args *a, int t0, int t1);
 void hl_matmul_x16_vnni_rows(const hl_matmul_args *a, int64_t r0, int64_t r1); // X16 weights

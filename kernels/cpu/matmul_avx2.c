@@ -3,3 +3,5 @@
 #include "kernels/cpu/matmul_x86.h"
 
 void hl_matmul_avx2_rows(const hl_matmul_args *a, int64_t r0, int64_t r1) { x86_rows(a, r0, r1); }
+
+void hl_matmul_avx2_quantize(const hl_matmul_args *a, int t0, int t1) { x86_quantize(a, t0, t1); }

@@ -302,6 +302,73 @@ X86_INLINE void tile_float(const hl_matmul_args *a, int type, int64_t r, int t0,
     }
 }
 
+// ---- activation quantization ----
+// The same values as matmul.c's scalar quantizer, bit for bit: the abs max is exact, x · (127 /
+// amax) is the same float product, and cvtps2dq rounds to nearest even like nearest_int.
+
+X86_INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+X86_INLINE float abs_max(const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+X86_INLINE __m256i quant8(const float *x, __m256 id) {
+    const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    return _mm256_max_epi32(_mm256_min_epi32(q, _mm256_set1_epi32(127)), _mm256_set1_epi32(-127));
+}
+
+// x[0..n) (n a multiple of 32) → qs with d = amax / 127; bsums (when non-NULL) gets the sum of
+// every 16 quants. Returns the sum of all quants.
+X86_INLINE int quantize_span(const float *x, int n, int8_t *qs, float *d, int16_t *bsums) {
+    const float amax = abs_max(x, n);
+    *d = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i total = _mm256_setzero_si256();
+    for (int j = 0; j < n; j += 32) {
+        const __m256i q0 = quant8(x + j, id), q1 = quant8(x + j + 8, id);
+        const __m256i q2 = quant8(x + j + 16, id), q3 = quant8(x + j + 24, id);
+        const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+        _mm256_storeu_si256((__m256i *)(qs + j), _mm256_permutevar8x32_epi32(b, perm));
+        const __m256i s01 = _mm256_add_epi32(q0, q1), s23 = _mm256_add_epi32(q2, q3);
+        total = _mm256_add_epi32(total, _mm256_add_epi32(s01, s23));
+        if (!bsums) continue;
+        bsums[j / 16] = (int16_t)hsum_epi32(s01);
+        bsums[j / 16 + 1] = (int16_t)hsum_epi32(s23);
+    }
+    return hsum_epi32(total);
+}
+
+// Activation rows [t0, t1) of a->x into a->act (matmul.h's hl_matmul_quantize).
+static void x86_quantize(const hl_matmul_args *a, int t0, int t1) {
+    const int kind = hl_matmul_act_kind(a->type);
+    for (int t = t0; t < t1; t++) {
+        const float *x = a->x + (size_t)t * a->x_row_floats;
+        uint8_t *dst = (uint8_t *)a->act + (size_t)t * a->act_row_bytes;
+        if (kind == HL_MATMUL_ACT_Q8) {
+            hl_q8_block *y = (hl_q8_block *)dst;
+            for (int64_t b = 0; b < a->k / HL_QK; b++)
+                y[b].sum = quantize_span(x + b * HL_QK, HL_QK, y[b].qs, &y[b].d, NULL);
+        }
+        if (kind == HL_MATMUL_ACT_Q8K) {
+            hl_q8k_block *y = (hl_q8k_block *)dst;
+            for (int64_t b = 0; b < a->k / HL_QK_K; b++)
+                quantize_span(x + b * HL_QK_K, HL_QK_K, y[b].qs, &y[b].d, y[b].bsums);
+        }
+    }
+}
+
 // ---- driver ----
 
 X86_INLINE void tile(const hl_matmul_args *a, int type, int64_t r, int t0, int nt) {

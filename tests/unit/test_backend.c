@@ -196,6 +196,40 @@ START_TEST(test_matmul_batch_invariance) {
 }
 END_TEST
 
+// Every ISA's activation quantizer writes the same bytes as the scalar one (the kernels rely
+// on it for cross-ISA agreement): random rows, an all-zero block, ties at x · 127 / amax.
+START_TEST(test_quantize_same_bytes_every_isa) {
+    const uint64_t seed = fresh_seed();
+    hl_rng rng = {seed};
+    const int64_t k = 1536;
+    const int n = 5;
+    hl_tensor x = random_matrix(&rng, n, k, -3, 3);
+    float *xv = x.data;
+    for (int j = 0; j < 256; j++) xv[k + j] = 0.0f;                 // row 1: a zero (super-)block
+    for (int j = 0; j < 64; j++) xv[2 * k + j] = (float)(j % 5) - 2; // row 2: halves after scaling
+    xv[2 * k] = 127.0f * 2;
+    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_K};
+    for (int ti = 0; ti < 2; ti++) {
+        const size_t arb = hl_matmul_act_row_bytes(types[ti], k);
+        uint8_t *want = hl_xcalloc((size_t)n, arb), *got = hl_xcalloc((size_t)n, arb);
+        hl_matmul_args a = {.type = types[ti], .k = k, .x = xv, .x_row_floats = (size_t)k, .act = want,
+                            .act_row_bytes = arb, .n = n};
+        hl_matmul_quantize(HL_CPU_ISA_SCALAR, &a, 0, n);
+        for (int isa = 1; isa < n_isas(); isa++) {
+            memset(got, 0x55, (size_t)n * arb);
+            a.act = got;
+            hl_matmul_quantize(isa, &a, 0, n);
+            a.act = want;
+            for (size_t i = 0; i < (size_t)n * arb; i++) // the blocks have no padding bytes
+                ck_assert_msg(got[i] == want[i], "seed %llu isa %s %s: byte %zu differs", (unsigned long long)seed,
+                              hl_cpu_features_name(isa), hl_quant_name(types[ti]), i);
+        }
+        free(want), free(got);
+    }
+    free(x.data);
+}
+END_TEST
+
 // X16 repacking is lossless: every row comes back bit for bit, for row counts on and off the
 // 16-row grid, and the padding rows of the last group are zero.
 START_TEST(test_repack_round_trip) {
@@ -515,6 +549,7 @@ Suite *backend_suite(void) {
     tcase_add_test(tc, test_matmul_against_ref);
     tcase_add_test(tc, test_matmul_batch_invariance);
     tcase_add_test(tc, test_repack_round_trip);
+    tcase_add_test(tc, test_quantize_same_bytes_every_isa);
     tcase_add_test(tc, test_elementwise_ops);
     tcase_add_test(tc, test_embed_every_type);
     tcase_add_test(tc, test_rope_kv);
