@@ -49,6 +49,8 @@ typedef struct stream {
     bool released;           // the reader is done (hl_engine_release)
     bool engine_done;        // the engine pushed the last FINISH and dropped the stream
     int n_readers;           // threads blocked in hl_engine_read on it (it outlives them)
+    float *embed;            // embedding jobs: (n_embed, dim) vectors once finished, owned
+    int n_embed;
     struct stream *hnext;    // bucket chain (while not released)
 } stream;
 
@@ -70,6 +72,20 @@ typedef struct request {
     double t_submit, t_sched, t_first;
     struct request *next;    // pending queue, then the engine's live list
 } request;
+
+// An embedding job (hl_engine_embed_submit): built by the submitting thread, then the engine's.
+typedef struct embed_job {
+    stream *st;              // shared; its guarded fields under e->mu
+    hl_embed_params p;
+    int n_inputs;
+    int32_t *tokens;         // every input back to back; owned
+    int *start;              // (n_inputs + 1) offsets of the inputs in tokens; owned
+    float *out;              // (n_inputs, dim) owned until handed to the stream
+    int next;                // inputs done
+    bool cancelled;          // copied from st->cancel under the lock (engine thread)
+    double t_submit, t_sched;
+    struct embed_job *next_job; // pending queue, then the engine's live list
+} embed_job;
 
 typedef struct outbox_item {
     stream *st;
@@ -107,6 +123,13 @@ struct hl_engine {
     uint64_t next_id;        // guarded by e->mu
     stream *buckets[N_BUCKETS]; // guarded by e->mu
     hl_engine_stats stats;   // guarded by e->mu
+    // embeddings:
+    embed_job *embed_head, *embed_tail; // guarded by e->mu: submitted, not yet taken
+    int n_embed_jobs;        // guarded by e->mu: submitted and not finished
+    embed_job *embed_live;   // engine thread: taken jobs, oldest first
+    float *hidden;           // engine thread: (max_batched_tokens, dim), allocated for the first job
+    double *pool_sum;        // engine thread: (dim)
+    hl_kv_seq *embed_kv;     // engine thread: (max_seqs) blocks borrowed for one forward pass
 };
 
 hl_engine_params hl_engine_default_params(void) {
@@ -155,6 +178,7 @@ static void stream_free(stream *st) {
     if (st->efd >= 0) close(st->efd);
     pthread_cond_destroy(&st->cv);
     free(st->ev);
+    free(st->embed);
     free(st);
 }
 
@@ -603,14 +627,309 @@ static void intake_locked(hl_engine *e) {
     for (request *r = e->live; r; r = r->next) r->cancelled = r->st->cancel;
 }
 
+// ---- embeddings (engine thread, except submit / result / embed) ----
+
+hl_embed_params hl_embed_default_params(void) {
+    return (hl_embed_params){.pooling = HL_POOLING_MEAN, .normalize = true};
+}
+
+int hl_engine_embed_dim(const hl_engine *e) { return e->model->cfg.dim; }
+
+void hl_embed_l2_normalize(float *v, int n) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)v[i] * v[i];
+    if (!(ss > 0)) return;
+    const double inv = 1.0 / sqrt(ss);
+    for (int i = 0; i < n; i++) v[i] = (float)(v[i] * inv);
+}
+
+static void embed_job_free(embed_job *j) {
+    if (!j) return;
+    free(j->tokens);
+    free(j->start);
+    free(j->out);
+    free(j);
+}
+
+static int input_len(const embed_job *j, int i) { return j->start[i + 1] - j->start[i]; }
+
+static int blocks_for(int n_tokens) { return (n_tokens + HL_KV_BLOCK - 1) / HL_KV_BLOCK; }
+
+static int check_embed(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
+                       const hl_embed_params *p, hl_error *err) {
+    if (!tokens || !start || n_inputs < 1) return hl_errorf(err, HL_ERR_INVAL, "no input to embed");
+    if (p->pooling != HL_POOLING_MEAN && p->pooling != HL_POOLING_LAST)
+        return hl_errorf(err, HL_ERR_INVAL, "unknown pooling %d", (int)p->pooling);
+    if (start[0] < 0) return hl_errorf(err, HL_ERR_INVAL, "input offsets must start at >= 0");
+    for (int i = 0; i < n_inputs; i++) {
+        const int64_t n = (int64_t)start[i + 1] - start[i];
+        if (n < 1) return hl_errorf(err, HL_ERR_INVAL, "input %d is empty", i);
+        if (n > e->max_ctx)
+            return hl_errorf(err, HL_ERR_INVAL, "input %d has %lld tokens; the context holds %d", i, (long long)n,
+                             e->max_ctx);
+        for (int t = start[i]; t < start[i + 1]; t++) {
+            if (tokens[t] < 0 || tokens[t] >= e->n_vocab)
+                return hl_errorf(err, HL_ERR_INVAL, "input %d: token id %d is outside the vocabulary of %d", i,
+                                 tokens[t], e->n_vocab);
+        }
+    }
+    return HL_OK;
+}
+
+// A job over checked inputs; NULL + HL_ERR_NOMEM when its output cannot be allocated.
+static embed_job *embed_job_build(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
+                                  const hl_embed_params *p, hl_error *err) {
+    const size_t n_tokens = (size_t)(start[n_inputs] - start[0]);
+    const size_t n_floats = (size_t)n_inputs * (size_t)e->model->cfg.dim;
+    embed_job *j = hl_xcalloc(1, sizeof(*j));
+    j->p = *p;
+    j->n_inputs = n_inputs;
+    j->t_submit = hl_time_ms();
+    j->out = malloc(n_floats * sizeof(float));
+    j->tokens = malloc(n_tokens * sizeof(int32_t));
+    j->start = malloc((size_t)(n_inputs + 1) * sizeof(int));
+    if (!j->out || !j->tokens || !j->start) {
+        embed_job_free(j);
+        hl_errorf(err, HL_ERR_NOMEM, "cannot allocate an embedding job of %d inputs", n_inputs);
+        return NULL;
+    }
+    memcpy(j->tokens, tokens + start[0], n_tokens * sizeof(int32_t));
+    for (int i = 0; i <= n_inputs; i++) j->start[i] = start[i] - start[0];
+    return j;
+}
+
+int hl_engine_embed_submit(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
+                           const hl_embed_params *p, uint64_t *id, hl_error *err) {
+    hl_embed_params defaults = hl_embed_default_params();
+    if (!p) p = &defaults;
+    int rc = check_embed(e, tokens, start, n_inputs, p, err);
+    if (rc != HL_OK) return rc;
+    embed_job *j = embed_job_build(e, tokens, start, n_inputs, p, err);
+    if (!j) return HL_ERR_NOMEM;
+    const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) {
+        rc = hl_errorf(err, HL_ERR_IO, "eventfd: %s", strerror(errno));
+        embed_job_free(j);
+        return rc;
+    }
+    stream *st = stream_create(efd, 1);
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || e->n_pending + e->stats.waiting + e->n_embed_jobs >= e->p.max_waiting) {
+        const bool stopping = e->stopping;
+        pthread_mutex_unlock(&e->mu);
+        stream_free(st);
+        embed_job_free(j);
+        return hl_errorf(err, HL_ERR_BUSY, stopping ? "the engine is shutting down"
+                                                    : "too many queued requests (max_waiting)");
+    }
+    st->id = ++e->next_id;
+    j->st = st;
+    st->hnext = *bucket_of(e, st->id);
+    *bucket_of(e, st->id) = st;
+    if (e->embed_tail) e->embed_tail->next_job = j;
+    else e->embed_head = j;
+    e->embed_tail = j;
+    e->n_embed_jobs++;
+    *id = st->id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return HL_OK;
+}
+
+int hl_engine_embed_result(hl_engine *e, uint64_t id, float *out, int n_inputs, int dim, hl_error *err) {
+    const int model_dim = e->model->cfg.dim;
+    int rc = HL_OK;
+    pthread_mutex_lock(&e->mu);
+    stream *st = find_stream(e, id);
+    if (!st || !st->embed)
+        rc = hl_errorf(err, HL_ERR_INVAL, "request %llu has no embeddings (unknown, unfinished or failed)",
+                       (unsigned long long)id);
+    else if (n_inputs != st->n_embed || dim != model_dim)
+        rc = hl_errorf(err, HL_ERR_INVAL, "request %llu holds %d x %d floats, not %d x %d", (unsigned long long)id,
+                       st->n_embed, model_dim, n_inputs, dim);
+    else
+        memcpy(out, st->embed, sizeof(float) * (size_t)n_inputs * (size_t)dim);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int hl_engine_embed(hl_engine *e, const int32_t *tokens, int n_tokens, enum hl_pooling pooling, float *out,
+                    int dim, hl_error *err) {
+    if (dim != e->model->cfg.dim)
+        return hl_errorf(err, HL_ERR_INVAL, "embeddings have %d dimensions, not %d", e->model->cfg.dim, dim);
+    const int start[2] = {0, n_tokens};
+    const hl_embed_params p = {.pooling = pooling, .normalize = false};
+    uint64_t id = 0;
+    int rc = hl_engine_embed_submit(e, tokens, start, 1, &p, &id, err);
+    if (rc != HL_OK) return rc;
+    hl_event ev;
+    int n = 0;
+    rc = hl_engine_read(e, id, &ev, 1, -1, &n, err); // the only event is the FINISH
+    if (rc == HL_OK && (n != 1 || ev.finish == HL_FINISH_CANCELLED))
+        rc = hl_errorf(err, HL_ERR_BUSY, "the embedding was cancelled (engine shutting down)");
+    else if (rc == HL_OK && ev.finish != HL_FINISH_STOP)
+        rc = hl_errorf(err, HL_ERR_DEVICE, "embedding failed: %s", ev.error);
+    if (rc == HL_OK) rc = hl_engine_embed_result(e, id, out, 1, dim, err);
+    hl_engine_release(e, id);
+    return rc;
+}
+
+// Moves submitted jobs to the live list and notes cancellations (the caller holds e->mu).
+static void embed_intake_locked(hl_engine *e) {
+    embed_job **tail = &e->embed_live;
+    while (*tail) tail = &(*tail)->next_job;
+    *tail = e->embed_head;
+    e->embed_head = e->embed_tail = NULL;
+    for (embed_job *j = e->embed_live; j; j = j->next_job) j->cancelled = j->st->cancel;
+}
+
+// Ends live job j: hands its vectors to the stream when it succeeded, queues its FINISH, frees it.
+static void embed_finish(hl_engine *e, embed_job *j, enum hl_finish_reason why, const char *msg) {
+    pthread_mutex_lock(&e->mu);
+    if (why == HL_FINISH_STOP) {
+        j->st->embed = j->out;
+        j->st->n_embed = j->n_inputs;
+        j->out = NULL;
+    }
+    e->n_embed_jobs--;
+    pthread_mutex_unlock(&e->mu);
+    const double now = hl_time_ms();
+    hl_event *ev = outbox_add(e, j->st, true);
+    ev->type = HL_EVENT_FINISH;
+    ev->finish = why;
+    ev->logprob = NAN;
+    ev->t_ms = now;
+    ev->prompt_tokens = j->start[j->n_inputs];
+    ev->queue_ms = (j->t_sched > 0 ? j->t_sched : now) - j->t_submit;
+    ev->total_ms = now - j->t_submit;
+    if (msg) snprintf(ev->error, sizeof ev->error, "%s", msg);
+    embed_job **pp = &e->embed_live;
+    while (*pp != j) pp = &(*pp)->next_job;
+    *pp = j->next_job;
+    embed_job_free(j);
+}
+
+// Adds rows (n rows of dim floats) to sum, in row order.
+static void sum_rows(double *sum, const float *rows, int n, int dim) {
+    for (int r = 0; r < n; r++) {
+        const float *row = rows + (size_t)r * (size_t)dim;
+        for (int d = 0; d < dim; d++) sum[d] += row[d];
+    }
+}
+
+// Writes input i's vector: the mean (sum / its length) or its last row, then normalized if asked.
+static void embed_store(hl_engine *e, embed_job *j, int i, const double *sum, const float *last_row) {
+    const int dim = e->model->cfg.dim, n = input_len(j, i);
+    float *v = j->out + (size_t)i * (size_t)dim;
+    if (j->p.pooling == HL_POOLING_LAST) memcpy(v, last_row, sizeof(float) * (size_t)dim);
+    else
+        for (int d = 0; d < dim; d++) v[d] = (float)(sum[d] / n);
+    if (j->p.normalize) hl_embed_l2_normalize(v, dim);
+}
+
+// Runs as many whole inputs of j as fit one forward pass (budget, sequences, free blocks).
+// HL_ERR_BUSY when not even the next input has enough free blocks now.
+static int embed_packed(hl_engine *e, embed_job *j, hl_error *err) {
+    const int dim = e->model->cfg.dim, n_free = hl_kv_cache_n_free(e->kv);
+    int k = 0, n_tokens = 0, n_blocks = 0;
+    while (j->next + k < j->n_inputs && k < e->p.max_seqs) {
+        const int n = input_len(j, j->next + k);
+        if (n_tokens + n > e->p.max_batched_tokens || n_blocks + blocks_for(n) > n_free) break;
+        n_tokens += n;
+        n_blocks += blocks_for(n);
+        k++;
+    }
+    if (k == 0) return hl_errorf(err, HL_ERR_BUSY, "too few free KV blocks");
+    int rc = HL_OK;
+    for (int i = 0; i < k && rc == HL_OK; i++) {
+        const int in = j->next + i;
+        rc = hl_kv_cache_seq_reserve(e->kv, &e->embed_kv[i], input_len(j, in), err);
+        e->lseqs[i] = (hl_llama_seq){.tokens = j->tokens + j->start[in], .n_tokens = input_len(j, in),
+                                     .blocks = e->embed_kv[i].blocks, .n_blocks = e->embed_kv[i].n_blocks};
+    }
+    if (rc == HL_OK) rc = hl_llama_forward_hidden(e->llama, e->lseqs, k, e->hidden, err);
+    for (int i = 0; i < k; i++) hl_kv_cache_seq_release(e->kv, &e->embed_kv[i]);
+    if (rc != HL_OK) return rc;
+    const float *rows = e->hidden;
+    for (int i = 0; i < k; i++) {
+        const int n = input_len(j, j->next + i);
+        memset(e->pool_sum, 0, sizeof(double) * (size_t)dim);
+        sum_rows(e->pool_sum, rows, n, dim);
+        embed_store(e, j, j->next + i, e->pool_sum, rows + (size_t)(n - 1) * (size_t)dim);
+        rows += (size_t)n * (size_t)dim;
+    }
+    j->next += k;
+    e->step_prompt_tokens += (uint64_t)n_tokens;
+    return HL_OK;
+}
+
+// Runs j's next input, longer than one step's budget, in back-to-back chunks on blocks held only
+// meanwhile (so no generation step ever sees them). HL_ERR_BUSY when too few blocks are free.
+static int embed_long(hl_engine *e, embed_job *j, hl_error *err) {
+    const int dim = e->model->cfg.dim, in = j->next, n = input_len(j, in), budget = e->p.max_batched_tokens;
+    if (blocks_for(n) > hl_kv_cache_n_free(e->kv)) return hl_errorf(err, HL_ERR_BUSY, "too few free KV blocks");
+    hl_kv_seq *seq = &e->embed_kv[0];
+    int rc = hl_kv_cache_seq_reserve(e->kv, seq, n, err), nt = 0;
+    memset(e->pool_sum, 0, sizeof(double) * (size_t)dim);
+    for (int p = 0; p < n && rc == HL_OK; p += nt) {
+        nt = n - p < budget ? n - p : budget;
+        const hl_llama_seq s = {.tokens = j->tokens + j->start[in] + p, .n_tokens = nt, .n_past = p,
+                                .blocks = seq->blocks, .n_blocks = seq->n_blocks};
+        rc = hl_llama_forward_hidden(e->llama, &s, 1, e->hidden, err);
+        if (rc == HL_OK) sum_rows(e->pool_sum, e->hidden, nt, dim);
+    }
+    hl_kv_cache_seq_release(e->kv, seq);
+    if (rc != HL_OK) return rc;
+    embed_store(e, j, in, e->pool_sum, e->hidden + (size_t)(nt - 1) * (size_t)dim); // last chunk's last row
+    j->next++;
+    e->step_prompt_tokens += (uint64_t)n;
+    return HL_OK;
+}
+
+// Scratch of the embedding path, allocated for the first job. HL_ERR_NOMEM when it cannot be.
+static int embed_buffers(hl_engine *e, hl_error *err) {
+    if (e->hidden) return HL_OK;
+    const size_t dim = (size_t)e->model->cfg.dim;
+    e->hidden = malloc(sizeof(float) * (size_t)e->p.max_batched_tokens * dim);
+    if (!e->hidden) return hl_errorf(err, HL_ERR_NOMEM, "cannot allocate the hidden-state buffer");
+    e->pool_sum = hl_xmalloc(sizeof(double) * dim);
+    e->embed_kv = hl_xcalloc((size_t)e->p.max_seqs, sizeof(hl_kv_seq));
+    return HL_OK;
+}
+
+// One forward pass (or one long input) of the oldest live job, between two generation steps;
+// ends the job when it is done, cancelled or failed.
+static void embed_step(hl_engine *e) {
+    embed_job *j = e->embed_live;
+    if (!j) return;
+    if (j->cancelled) {
+        embed_finish(e, j, HL_FINISH_CANCELLED, NULL);
+        return;
+    }
+    if (j->t_sched == 0) j->t_sched = hl_time_ms();
+    hl_error err = {0};
+    int rc = embed_buffers(e, &err);
+    if (rc == HL_OK) rc = input_len(j, j->next) > e->p.max_batched_tokens ? embed_long(e, j, &err)
+                                                                          : embed_packed(e, j, &err);
+    if (rc == HL_ERR_BUSY && e->live) return; // generation holds the blocks: retry after its next step
+    if (rc != HL_OK) {
+        hl_log(HL_LOG_ERROR, "engine: embedding failed: %s", err.msg);
+        embed_finish(e, j, HL_FINISH_ERROR, err.msg);
+        return;
+    }
+    if (j->next == j->n_inputs) embed_finish(e, j, HL_FINISH_STOP, NULL);
+}
+
 static void *engine_main(void *arg) {
     hl_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stopping && !e->pending_head && e->n_cancel == 0 && !e->live)
+        while (!e->stopping && !e->pending_head && e->n_cancel == 0 && !e->live && !e->embed_head &&
+               !e->embed_live)
             pthread_cond_wait(&e->cv, &e->mu);
         const bool stopping = e->stopping;
         intake_locked(e);
+        embed_intake_locked(e);
         pthread_mutex_unlock(&e->mu);
         if (stopping) break;
         reap(e);
@@ -618,10 +937,12 @@ static void *engine_main(void *arg) {
         if (!st && e->live) { // nothing fits: a bug, but never spin on it
             for (request *r = e->live; r; r = r->next) finish_request(e, r, HL_FINISH_ERROR, "cannot be scheduled");
         }
+        embed_step(e);
         reap(e);
         flush(e, st);
     }
     for (request *r = e->live; r; r = r->next) finish_request(e, r, HL_FINISH_CANCELLED, NULL);
+    while (e->embed_live) embed_finish(e, e->embed_live, HL_FINISH_CANCELLED, NULL);
     reap(e);
     flush(e, NULL);
     return NULL;
@@ -753,6 +1074,13 @@ void hl_engine_free(hl_engine *e) {
         next = r->next;
         request_free(r);
     }
+    for (embed_job *j = e->embed_head, *next; j; j = next) { // likewise
+        next = j->next_job;
+        embed_job_free(j);
+    }
+    free(e->hidden);
+    free(e->pool_sum);
+    free(e->embed_kv);
     free(e->out);
     free(e->logits);
     free(e->lseqs);

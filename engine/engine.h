@@ -136,3 +136,57 @@ typedef struct hl_engine_stats {
 
 // A consistent snapshot of the engine's counters (taken under the engine's lock).
 void hl_engine_get_stats(hl_engine *e, hl_engine_stats *out);
+
+// ---- embeddings ----
+//
+// An embedding is a pooled hidden state of the loaded (decoder) model: the engine thread runs a
+// prefill of each input on borrowed KV blocks (chunked under max_batched_tokens; several short
+// inputs share one forward pass), takes the final-norm hidden states (after output_norm, before
+// the output matmul), pools them and gives the blocks back — no sampling, nothing enters the
+// prefix cache. Embedding jobs take turns with generation steps: at most one forward pass of a
+// job (or one whole chunked input) runs between two generation steps. A job waits while the
+// KV pool has too few free blocks for its next input.
+
+enum hl_pooling {
+    HL_POOLING_MEAN = 0, // mean over the input's tokens
+    HL_POOLING_LAST = 1, // the last token's state (what a causal model has seen all of)
+};
+
+typedef struct hl_embed_params {
+    enum hl_pooling pooling; // default HL_POOLING_MEAN
+    bool normalize;          // scale each vector to unit L2 norm (a zero vector stays zero); default true
+} hl_embed_params;
+
+hl_embed_params hl_embed_default_params(void);
+
+// Size of one embedding: the model's hidden dimension.
+int hl_engine_embed_dim(const hl_engine *e);
+
+// Queues an embedding job over n_inputs inputs; input i is tokens[start[i] .. start[i + 1])
+// (start has n_inputs + 1 ascending offsets; the tokens are copied). *id names the job's stream
+// until hl_engine_release: hl_engine_fd / hl_engine_read / hl_engine_cancel work as for a
+// generation request, and the stream ends with one FINISH event (index 0): STOP when the
+// vectors are ready (prompt_tokens = every input's tokens), CANCELLED, or ERROR (message in
+// hl_event.error). HL_ERR_INVAL (no input, an empty input or one longer than max_ctx, a token id
+// outside the vocabulary, bad params — the message says which), HL_ERR_BUSY (queue full:
+// generation requests and embedding jobs together are over max_waiting, or shutting down).
+int hl_engine_embed_submit(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
+                           const hl_embed_params *p, uint64_t *id, hl_error *err);
+
+// Copies the vectors of finished job id into out ((n_inputs, dim) floats, input by input,
+// caller-owned). HL_ERR_INVAL when id is unknown, not an embedding job, not finished with STOP,
+// or n_inputs / dim differ from the job's.
+int hl_engine_embed_result(hl_engine *e, uint64_t id, float *out, int n_inputs, int dim, hl_error *err);
+
+// The embedding of one input, blocking the calling thread until the engine has computed it
+// (submit + read + result + release). out: dim floats (dim must be hl_engine_embed_dim), not
+// normalized (hl_embed_l2_normalize does that). Any thread but the engine's. Errors as
+// hl_engine_embed_submit (HL_ERR_INVAL: empty or too long input, bad pooling or dim;
+// HL_ERR_BUSY: queue full), HL_ERR_BUSY when the engine stops before the job ends, or the
+// engine's error.
+int hl_engine_embed(hl_engine *e, const int32_t *tokens, int n_tokens, enum hl_pooling pooling, float *out,
+                    int dim, hl_error *err);
+
+// Scales v (n floats) to unit L2 norm in place (the norm is summed in double); a zero vector is
+// left as it is.
+void hl_embed_l2_normalize(float *v, int n);

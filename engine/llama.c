@@ -231,3 +231,27 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
     if (rc != HL_OK) return rc;
     return op->sync(be, err);
 }
+
+// ---- hidden states (embeddings) ----
+
+// The layers run through hl_llama_forward with no logit rows, which leaves the residual stream
+// of the step in l->a.x; the final norm is then applied here and downloaded.
+int hl_llama_forward_hidden(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *hidden, hl_error *err) {
+    int T = 0; // the real tokens: they come first in the batch even if a step were padded
+    for (int i = 0; i < n_seqs && seqs; i++) {
+        if (seqs[i].n_logits != 0)
+            return hl_errorf(err, HL_ERR_INVAL, "llama: sequence %d asks for %d logit rows in a hidden-state step",
+                             i, seqs[i].n_logits);
+        T += seqs[i].n_tokens;
+    }
+    int rc = hl_llama_forward(l, seqs, n_seqs, NULL, err);
+    if (rc != HL_OK) return rc;
+    const hl_model *m = l->model;
+    const hl_model_config *c = &m->cfg;
+    hl_backend *be = m->be;
+    hl_tensor x = act(l->a.x, c->dim, T), xb = act(l->a.xb, c->dim, T);
+    be->ops->rmsnorm(be, &xb, &x, &m->output_norm, c->rms_eps);
+    rc = be->ops->download(be, hidden, xb.data, (size_t)T * (size_t)c->dim * sizeof(float), err);
+    if (rc != HL_OK) return rc;
+    return be->ops->sync(be, err);
+}

@@ -45,3 +45,12 @@ void hl_llama_free(hl_llama *l); // accepts NULL
 // vocabulary, a block table is too short or names a block outside the pool, or the n_logits
 // are out of range; the backend's error from download/sync otherwise.
 int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err);
+
+// Runs one step over seqs[0..n_seqs) like hl_llama_forward, but instead of logits writes the
+// final-norm hidden states (after output_norm, before the output matmul) of every new token:
+// hidden gets (sum of n_tokens) rows of dim floats, sequence by sequence and token by token in
+// order (host memory, caller-owned). Every n_logits must be 0 (no logits are computed; the
+// normal decode path is untouched). Writes the new tokens' K/V like hl_llama_forward.
+// HL_ERR_INVAL (nothing run) as hl_llama_forward, or when an n_logits is not 0; the backend's
+// error from download/sync otherwise.
+int hl_llama_forward_hidden(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *hidden, hl_error *err);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/anthropic.h"
+#include "server/embeddings.h"
 #include "server/log.h"
 #include "server/prompt.h"
 #include "server/sse.h"
@@ -89,6 +90,7 @@ typedef struct conn {
     bool is_gen;
     hl_gen_request req;
     hl_gen *gen;
+    hl_embeddings_request *emb;   // /v1/embeddings: the parsed request, owned
     uint64_t engine_id;
     bool has_engine;
     int fd;
@@ -132,6 +134,8 @@ static void conn_destroy(conn *c) {
     hl_buf_free(&c->out);
     hl_gen_request_free(&c->req);
     hl_gen_free(c->gen);
+    hl_embeddings_request_free(c->emb);
+    free(c->emb);
     free(c);
 }
 
@@ -566,8 +570,11 @@ static enum MHD_Result start_stream(conn *c) {
     return queue(c, 200, r);
 }
 
+static enum MHD_Result on_embeddings_resumed(conn *c);
+
 // A non-streaming request was resumed: finish it or wait again.
 static enum MHD_Result on_resumed(conn *c) {
+    if (c->route == R_EMBEDDINGS) return on_embeddings_resumed(c);
     pump(c);
     if (!c->finalized) {
         suspend_for_events(c);
@@ -622,6 +629,110 @@ static enum MHD_Result on_generate(conn *c) {
     return MHD_YES;
 }
 
+// ---- embeddings ----
+// Like a non-streaming generation: the job is submitted, the connection suspended until the
+// engine's FINISH, and the vectors are written on resume (no MHD thread waits on the engine).
+
+// The model name and dimensions of c->emb against the served model.
+static int embeddings_check(conn *c, hl_api_error *e) {
+    hl_server *s = c->s;
+    const hl_embeddings_request *r = c->emb;
+    if (!model_ok(s, r->model))
+        return hl_api_errorf(e, 404, "invalid_request_error", "model_not_found", "model",
+                             "the model '%.100s' does not exist; this server serves '%.100s' (alias 'default')",
+                             r->model, s->served_name);
+    const int dim = hl_engine_embed_dim(s->engine);
+    if (r->dimensions && r->dimensions != dim)
+        return hl_api_errorf(e, 400, "invalid_request_error", NULL, "dimensions",
+                             "'dimensions' is %d, but this model's embeddings have %d dimensions and cannot be "
+                             "shortened; give %d or leave 'dimensions' out", r->dimensions, dim, dim);
+    return HL_OK;
+}
+
+static int embeddings_submit(conn *c, hl_api_error *e) {
+    hl_server *s = c->s;
+    hl_embeddings_request *r = c->emb;
+    hl_error err = {0};
+    int rc = hl_engine_embed_submit(s->engine, r->ids, r->start, r->n_inputs, &r->params, &c->engine_id, &err);
+    if (rc == HL_ERR_BUSY) {
+        hl_api_errorf(e, 429, "rate_limit_error", "queue_full", NULL, "the server is busy: %s", err.msg);
+        e->retry_after_s = 1;
+        return rc;
+    }
+    if (rc == HL_ERR_INVAL) return hl_api_errorf(e, 400, "invalid_request_error", NULL, "input", "%s", err.msg);
+    if (rc != HL_OK) return hl_api_errorf(e, 500, "server_error", NULL, NULL, "%s", err.msg);
+    c->has_engine = true;
+    c->fd = hl_engine_fd(s->engine, c->engine_id);
+    return HL_OK;
+}
+
+static enum MHD_Result on_embeddings(conn *c) {
+    hl_server *s = c->s;
+    hl_api_error e;
+    double wait_s = 0;
+    if (hl_auth_admit(s->auth, c->key, hl_time_ms(), &wait_s) != HL_OK) {
+        hl_api_errorf(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+                      "rate limit reached for this API key; retry in %.0f s", wait_s);
+        e.retry_after_s = (int)wait_s;
+        return respond_error(c, &e);
+    }
+    cJSON *root = body_json(c, &e);
+    if (!root) return respond_error(c, &e);
+    c->emb = hl_xcalloc(1, sizeof *c->emb);
+    int rc = hl_embeddings_parse(root, c->emb, &e);
+    cJSON_Delete(root);
+    if (rc == HL_OK) rc = embeddings_check(c, &e);
+    if (rc == HL_OK) rc = hl_embeddings_encode(c->emb, s->tok, s->max_ctx, &e);
+    if (rc == HL_OK) rc = embeddings_submit(c, &e);
+    if (rc != HL_OK) return respond_error(c, &e);
+    new_id(c, "embd-");
+    snprintf(c->model, sizeof c->model, "%s", s->served_name);
+    c->meta.prompt_tokens = c->emb->n_tokens;
+    track(c);
+    c->waiting = true;
+    suspend_for_events(c);
+    return MHD_YES;
+}
+
+// The job's FINISH arrived (or not yet: wait again); answers with the vectors or the error.
+static enum MHD_Result on_embeddings_resumed(conn *c) {
+    hl_server *s = c->s;
+    hl_event ev[4], fin;
+    int n = 0;
+    bool done = false;
+    while (!done && hl_engine_read(s->engine, c->engine_id, ev, 4, 0, &n, NULL) == HL_OK && n > 0) {
+        for (int i = 0; i < n && !done; i++) {
+            done = ev[i].type == HL_EVENT_FINISH;
+            if (done) fin = ev[i];
+        }
+    }
+    if (!done) {
+        suspend_for_events(c);
+        return MHD_YES;
+    }
+    c->waiting = false;
+    c->finalized = true;
+    if (fin.finish != HL_FINISH_STOP) {
+        engine_detach(c);
+        if (fin.finish == HL_FINISH_CANCELLED)
+            return fail(c, 503, "server_error", "service_unavailable", "the embedding was cancelled: shutting down");
+        return fail(c, 500, "server_error", NULL, fin.error);
+    }
+    const int dim = hl_engine_embed_dim(s->engine), n_inputs = c->emb->n_inputs;
+    float *vecs = malloc(sizeof(float) * (size_t)n_inputs * (size_t)dim);
+    hl_error err = {0};
+    int rc = vecs ? hl_engine_embed_result(s->engine, c->engine_id, vecs, n_inputs, dim, &err)
+                  : hl_errorf(&err, HL_ERR_NOMEM, "out of memory for %d embeddings", n_inputs);
+    engine_detach(c);
+    hl_api_error e;
+    hl_buf b = {0};
+    if (rc == HL_OK) rc = hl_embeddings_response(c->emb, vecs, dim, c->model, &b, &e);
+    else hl_api_errorf(&e, 500, "server_error", NULL, NULL, "%s", err.msg);
+    free(vecs);
+    if (rc != HL_OK) return respond_error(c, &e);
+    return respond_buf(c, 200, "application/json", &b, 0);
+}
+
 // ---- dispatch ----
 
 static const char *bearer(struct MHD_Connection *mc) {
@@ -651,9 +762,7 @@ static enum MHD_Result dispatch(conn *c) {
     const char *why = s->draining ? "the server is shutting down" : !s->ready ? "the model is loading" : NULL;
     pthread_mutex_unlock(&s->mu);
     if (why) return fail(c, 503, "server_error", "service_unavailable", why);
-    if (c->route == R_EMBEDDINGS)
-        return fail(c, 501, "server_error", "not_implemented",
-                    "embeddings are not available: the engine exposes no hidden states yet");
+    if (c->route == R_EMBEDDINGS) return on_embeddings(c);
     if (c->route == R_TOKENIZE) return on_tokenize(c);
     if (c->route == R_DETOKENIZE) return on_detokenize(c);
     return on_generate(c);
