@@ -86,7 +86,7 @@ static bool cpu_supports(hl_backend *be, enum hl_op op, int type) {
     }
 }
 
-// Q4_0, Q4_1 and Q8_0 weights are repacked to X16 (repack.h) where the VNNI kernels run.
+// Q4_0, Q4_1, Q5_0 and Q8_0 weights are repacked to X16 (repack.h) where the VNNI kernels run.
 static bool wants_x16(const cpu_ctx *c, int type, int64_t k) {
     return c->isa == HL_CPU_ISA_VNNI && hl_repack_supports(type) && k % HL_QK == 0;
 }

@@ -1,7 +1,7 @@
 // backend_cpu: the CPU implementation of kernels/backend.h — a persistent thread pool, runtime
 // ISA dispatch (cpu_features.h), quantized matmul (matmul.h), online-softmax paged attention.
 //
-// Weights stay in GGUF block layout (hl_tensor.layout 0), except Q4_0, Q4_1 and Q8_0 at the
+// Weights stay in GGUF block layout (hl_tensor.layout 0), except Q4_0, Q4_1, Q5_0 and Q8_0 at the
 // VNNI level, which are repacked to 16-row groups (repack.h, layout HL_CPU_LAYOUT_X16); embed
 // reads either. Ops run synchronously on the
 // calling thread plus the pool, so sync() has nothing to wait for. For one ISA level, every

@@ -2,9 +2,10 @@
 // 512-bit register, one row per 32-bit lane, so a block's dot for 16 rows is a chain of
 // vpdpbusd against broadcast 4-byte activation chunks and no horizontal sums are needed.
 //
-// Per group block (16 rows x 32 values) and token: Q8_0 8 vpdpbusd, Q4_0/Q4_1 8 (low nibbles
-// with x[0..16), high nibbles kept as 16·u with x[16..32), shifted back after). The integer
-// block dot is exact; its offset (Q4_0: -8·sum x, Q8_0: -128·sum x) starts the accumulator.
+// Per group block (16 rows x 32 values) and token: 8 vpdpbusd (Q4_0/Q4_1: low nibbles with
+// x[0..16), high nibbles kept as 16·u with x[16..32), shifted back after; Q5_0: the 5-bit
+// values rebuilt from the permuted high-bit word). The integer block dot is exact; its offset
+// (Q4_0: -8·sum x, Q5_0: -16·sum x, Q8_0: -128·sum x) starts the accumulator.
 // Then acc += float(isum) · (d_w · d_x) (Q4_1: + m_w · d_x · sum x), block after block, one
 // accumulator per token and row: every output's float sequence is fixed by (row, token)
 // alone, whatever the tile, the batch or the thread split (matmul.h's invariant).
@@ -23,10 +24,15 @@
 
 // Bytes of one group block, and where its quants start (after the f16 scale rows).
 X16_INLINE size_t group_block_bytes(int type) {
-    return type == HL_DTYPE_Q4_0 ? 288 : type == HL_DTYPE_Q4_1 ? 320 : 544;
+    switch (type) {
+    case HL_DTYPE_Q4_0: return 288;
+    case HL_DTYPE_Q4_1: return 320;
+    case HL_DTYPE_Q5_0: return 352;
+    default: return 544;
+    }
 }
 
-X16_INLINE size_t quant_offset(int type) { return type == HL_DTYPE_Q4_1 ? 64 : 32; }
+X16_INLINE size_t quant_offset(int type) { return type == HL_DTYPE_Q4_1 ? 64 : type == HL_DTYPE_Q5_0 ? 96 : 32; }
 
 // The 4 activation bytes at p in every lane.
 X16_INLINE __m512i bcast4(const int8_t *p) {
@@ -40,7 +46,8 @@ X16_INLINE __m512 f16x16(const uint8_t *p) {
 }
 
 // One group block unpacked: v[c] are the unsigned quants of chunk c (Q4: v[0..4) low
-// nibbles, v[4..8) high nibbles times 16), d and m the rows' scales (and Q4_1 mins).
+// nibbles, v[4..8) high nibbles times 16; Q5_0: 5-bit values, high nibbles not scaled), d
+// and m the rows' scales (and Q4_1 mins).
 typedef struct x16_weights {
     __m512i v[8];
     __m512 d, m;
@@ -54,6 +61,19 @@ X16_INLINE void unpack(int type, const uint8_t *g, x16_weights *w) {
         for (int c = 0; c < 8; c++) w->v[c] = _mm512_loadu_si512((const void *)(q + 64 * c));
         return;
     }
+    if (type == HL_DTYPE_Q5_0) {
+        // bit k of each byte of h is the high bit of chunk k: shift it to bit 4, then
+        // ternlog 0xEC = (h & 0x10) | nibble.
+        const __m512i h = _mm512_loadu_si512((const void *)(g + 32)), b4 = _mm512_set1_epi8(0x10);
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int c = 0; c < 4; c++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * c));
+            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            w->v[c] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(h, 4 - c), lo, b4, 0xEC);
+            w->v[4 + c] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(h, c), hi, b4, 0xEC);
+        }
+        return;
+    }
     for (int c = 0; c < 4; c++) {
         const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * c));
         w->v[c] = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
@@ -64,8 +84,8 @@ X16_INLINE void unpack(int type, const uint8_t *g, x16_weights *w) {
 // hot: one token's activation block against one group block; returns the updated acc.
 X16_INLINE __m512 block_dot(int type, const x16_weights *w, const hl_q8_block *y, __m512 acc) {
     __m512i isum;
-    if (type == HL_DTYPE_Q8_0) {
-        isum = _mm512_set1_epi32(-128 * y->sum);
+    if (type == HL_DTYPE_Q8_0 || type == HL_DTYPE_Q5_0) {
+        isum = _mm512_set1_epi32((type == HL_DTYPE_Q8_0 ? -128 : -16) * y->sum);
         for (int c = 0; c < 8; c++) isum = _mm512_dpbusd_epi32(isum, w->v[c], bcast4(y->qs + 4 * c));
     } else {
         __m512i lo = type == HL_DTYPE_Q4_0 ? _mm512_set1_epi32(-8 * y->sum) : _mm512_setzero_si512();
@@ -117,12 +137,14 @@ X16_INLINE void rows_type(const hl_matmul_args *a, int type, int64_t r0, int64_t
 
 static void rows_q4_0(const hl_matmul_args *a, int64_t r0, int64_t r1) { rows_type(a, HL_DTYPE_Q4_0, r0, r1); }
 static void rows_q4_1(const hl_matmul_args *a, int64_t r0, int64_t r1) { rows_type(a, HL_DTYPE_Q4_1, r0, r1); }
+static void rows_q5_0(const hl_matmul_args *a, int64_t r0, int64_t r1) { rows_type(a, HL_DTYPE_Q5_0, r0, r1); }
 static void rows_q8_0(const hl_matmul_args *a, int64_t r0, int64_t r1) { rows_type(a, HL_DTYPE_Q8_0, r0, r1); }
 
 void hl_matmul_x16_vnni_rows(const hl_matmul_args *a, int64_t r0, int64_t r1) {
     switch (a->type) {
     case HL_DTYPE_Q4_0: rows_q4_0(a, r0, r1); return;
     case HL_DTYPE_Q4_1: rows_q4_1(a, r0, r1); return;
+    case HL_DTYPE_Q5_0: rows_q5_0(a, r0, r1); return;
     case HL_DTYPE_Q8_0: rows_q8_0(a, r0, r1); return;
     default: HL_ASSERT(!"matmul x16: unsupported weight type");
     }

@@ -6,6 +6,7 @@
 // How one GGUF block of a supported type maps into its group block.
 typedef struct x16_desc {
     int n_fields;     // f16 header fields (d, or d and m), each stored as 16 values in a row
+    bool qh;          // Q5_0: a 32-bit high-bit word follows the header (stored permuted)
     int n_chunks;     // 4-byte quant chunks per block
     uint8_t flip;     // xor applied to each quant byte (Q8_0: signed -> q + 128)
     size_t bb;        // GGUF block bytes
@@ -13,9 +14,10 @@ typedef struct x16_desc {
 
 static bool desc_of(int type, x16_desc *d) {
     switch (type) {
-    case HL_DTYPE_Q4_0: *d = (x16_desc){1, 4, 0, 18}; return true;
-    case HL_DTYPE_Q4_1: *d = (x16_desc){2, 4, 0, 20}; return true;
-    case HL_DTYPE_Q8_0: *d = (x16_desc){1, 8, 0x80, 34}; return true;
+    case HL_DTYPE_Q4_0: *d = (x16_desc){1, false, 4, 0, 18}; return true;
+    case HL_DTYPE_Q4_1: *d = (x16_desc){2, false, 4, 0, 20}; return true;
+    case HL_DTYPE_Q5_0: *d = (x16_desc){1, true, 4, 0, 22}; return true;
+    case HL_DTYPE_Q8_0: *d = (x16_desc){1, false, 8, 0x80, 34}; return true;
     default: return false;
     }
 }
@@ -32,15 +34,38 @@ size_t hl_repack_bytes(int type, int64_t k, int64_t rows) {
     return groups * HL_REPACK_ROWS * (size_t)(k / HL_QK) * d.bb;
 }
 
+// The GGUF high bit (qh bit) that lands at bit k of byte j of the X16 word: k < 4 is chunk k's
+// low-nibble value 4k + j, k >= 4 chunk k - 4's high-nibble value 16 + 4(k - 4) + j.
+static int qh_source_bit(int j, int k) { return k < 4 ? 4 * k + j : 16 + 4 * (k - 4) + j; }
+
+static uint32_t qh_permute(uint32_t v, bool to_x16) {
+    uint32_t out = 0;
+    for (int j = 0; j < 4; j++) {
+        for (int k = 0; k < 8; k++) {
+            const int src = qh_source_bit(j, k), dst = 8 * j + k;
+            if (to_x16) out |= ((v >> src) & 1u) << dst;
+            else out |= ((v >> dst) & 1u) << src;
+        }
+    }
+    return out;
+}
+
 // Copies one GGUF block (gguf) to or from row i (0..15) of a group block (grp): the f16
 // header fields 2 bytes at a time, the quants 4 bytes at a time (flipped by d->flip).
 static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bool to_x16) {
-    const size_t hdr = 2 * (size_t)d->n_fields;
+    const size_t hdr = 2 * (size_t)d->n_fields + (d->qh ? 4 : 0);
     const uint32_t flip = d->flip * 0x01010101u;
     for (int f = 0; f < d->n_fields; f++) {
         uint8_t *x = grp + (size_t)f * 2 * HL_REPACK_ROWS + 2 * (size_t)i, *y = gguf + 2 * (size_t)f;
         if (to_x16) memcpy(x, y, 2);
         else memcpy(y, x, 2);
+    }
+    if (d->qh) {
+        uint8_t *x = grp + (size_t)d->n_fields * 2 * HL_REPACK_ROWS + 4 * (size_t)i, *y = gguf + 2 * (size_t)d->n_fields;
+        uint32_t v;
+        memcpy(&v, to_x16 ? y : x, 4);
+        v = qh_permute(v, to_x16);
+        memcpy(to_x16 ? x : y, &v, 4);
     }
     for (int c = 0; c < d->n_chunks; c++) {
         uint8_t *x = grp + hdr * HL_REPACK_ROWS + (size_t)c * 4 * HL_REPACK_ROWS + 4 * (size_t)i;

@@ -11,6 +11,8 @@
 //   Q4_0  d[16] f16 | qs[4][16][4]: chunk c = GGUF bytes 4c..4c+3 (low nibble value 4c+i,
 //         high nibble value 16+4c+i)                                          288 bytes
 //   Q4_1  d[16] f16 | m[16] f16 | qs as Q4_0                                 320 bytes
+//   Q5_0  d[16] f16 | h[16] u32 | qs as Q4_0: bit k of byte j of h is the high bit of chunk
+//         k's value 4k+j (k < 4), or of chunk (k-4)'s high-nibble value 16+4(k-4)+j  352 bytes
 //   Q8_0  d[16] f16 | qs[8][16][4]: chunk c = values 4c..4c+3, stored as q + 128 (unsigned)
 //                                                                             544 bytes
 // A group block is exactly 16 GGUF blocks, so a repacked weight takes ceil(rows/16) * 16 rows.
@@ -25,7 +27,7 @@
 #define HL_CPU_LAYOUT_X16 1 // hl_tensor.layout of a weight repacked by hl_repack_x16
 #define HL_REPACK_ROWS 16   // rows per group
 
-// True when `type` has an X16 layout (Q4_0, Q4_1, Q8_0).
+// True when `type` has an X16 layout (Q4_0, Q4_1, Q5_0, Q8_0).
 bool hl_repack_supports(int type);
 
 // Bytes of a repacked (rows, k) weight of a supported type: ceil(rows / 16) * 16 GGUF rows.

@@ -235,9 +235,9 @@ END_TEST
 START_TEST(test_repack_round_trip) {
     const uint64_t seed = fresh_seed();
     hl_rng rng = {seed};
-    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q8_0};
+    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q8_0, HL_DTYPE_Q5_0};
     static const int64_t shapes[][2] = {{32, 1}, {576, 15}, {96, 16}, {2880, 17}, {64, 45}};
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 4; ti++) {
         ck_assert(hl_repack_supports(types[ti]));
         for (int si = 0; si < 5; si++) {
             const int64_t k = shapes[si][0], rows = shapes[si][1];
@@ -258,7 +258,7 @@ START_TEST(test_repack_round_trip) {
                     continue;
                 }
                 for (size_t j = 0; j < rb; j++) { // padding: zero scales, zero (Q8_0: 0x80 ^ 0x80) quants
-                    const bool hdr = (j % (rb / (size_t)(k / 32))) < (types[ti] == HL_DTYPE_Q4_1 ? 4u : 2u);
+                    const bool hdr = (j % (rb / (size_t)(k / 32))) < (types[ti] == HL_DTYPE_Q4_1 ? 4u : 2u); // d (m)
                     ck_assert_int_eq(row[j], hdr || types[ti] != HL_DTYPE_Q8_0 ? 0 : 0x80);
                 }
             }
