@@ -36,6 +36,7 @@
 
 #define N_BUCKETS 1024  // stream table buckets (chained)
 #define MAX_N 128       // completions of one request at most (OpenAI's n limit)
+#define DEVICE_RESERVE ((size_t)512 << 20) // device scratch beyond the activations
 
 typedef struct stream {
     uint64_t id;
@@ -101,6 +102,7 @@ struct hl_engine {
     hl_kv_cache *kv;         // owned
     hl_llama *llama;         // owned
     hl_sched *sched;         // owned
+    size_t dev_free_at_start; // backend memory free before the weights (0: the backend cannot say)
     int max_ctx, n_vocab;
     int32_t eog[HL_SAMPLER_MAX_EOG_IDS];
     int n_eog;
@@ -134,7 +136,7 @@ struct hl_engine {
 
 hl_engine_params hl_engine_default_params(void) {
     return (hl_engine_params){.device = "cpu", .kv_cache_fraction = 0.9f, .max_batched_tokens = 512,
-                              .max_seqs = 64, .max_waiting = 1024, .prefix_cache = true};
+                              .max_seqs = 64, .max_waiting = 1024, .prefix_cache = true, .graphs = true};
 }
 
 hl_request_params hl_request_default_params(void) {
@@ -951,14 +953,7 @@ static void *engine_main(void *arg) {
 // ---- create / free ----
 
 static hl_backend *backend_for(const hl_engine_params *p, hl_error *err) {
-    const char *d = p->device ? p->device : "cpu";
-    if (strcmp(d, "cpu") == 0) return hl_backend_cpu_create(p->n_threads, err);
-    if (strncmp(d, "cuda", 4) == 0) {
-        int dev = d[4] == ':' ? atoi(d + 5) : 0;
-        return hl_backend_cuda_create(dev, err);
-    }
-    hl_errorf(err, HL_ERR_INVAL, "unknown device '%s' (cpu, cuda, cuda:N)", d);
-    return NULL;
+    return hl_backend_create_named(p->device, p->n_threads, err);
 }
 
 static void add_eog(hl_engine *e, int32_t id) {
@@ -990,14 +985,52 @@ static int check_params(const hl_engine_params *p, hl_error *err) {
     return HL_OK;
 }
 
+// Memory planning on a backend that reports its memory (CUDA): the weights are loaded, the
+// activations hl_llama_create allocates come next (plus DEVICE_RESERVE of backend scratch), and
+// kv_cache_fraction of what is left holds the KV pool. HL_ERR_UNSUPPORTED when the backend
+// cannot say (the CPU: the pool is sized from kv_cache_mb instead).
+static int plan_device_kv(hl_engine *e, size_t block_bytes, int max_ctx, int64_t *n_blocks, hl_error *err) {
+    const double gib = (double)(1 << 30);
+    size_t free_b = 0, total_b = 0;
+    hl_error ignore = {0};
+    if (hl_backend_mem_info(e->be, &free_b, &total_b, &ignore) != HL_OK) return HL_ERR_UNSUPPORTED;
+    const size_t act = hl_llama_activation_bytes(&e->model->cfg, e->p.max_batched_tokens, e->p.max_seqs);
+    const size_t weights = e->dev_free_at_start > free_b ? e->dev_free_at_start - free_b : 0;
+    if (act + DEVICE_RESERVE >= free_b)
+        return hl_errorf(err, HL_ERR_NOMEM, "engine: activations for %d tokens per step (%.2f GiB + %.2f GiB of "
+                         "scratch) do not fit in the %.2f GiB left after %.2f GiB of weights; lower "
+                         "--max-batched-tokens", e->p.max_batched_tokens, (double)act / gib,
+                         (double)DEVICE_RESERVE / gib, (double)free_b / gib, (double)weights / gib);
+    const float frac = e->p.kv_cache_fraction > 0 && e->p.kv_cache_fraction <= 1 ? e->p.kv_cache_fraction : 0.9f;
+    const double kv_bytes = (double)(free_b - act - DEVICE_RESERVE) * frac;
+    *n_blocks = e->p.kv_cache_mb > 0 ? (int64_t)(e->p.kv_cache_mb * 1024 * 1024 / block_bytes)
+                                     : (int64_t)(kv_bytes / (double)block_bytes);
+    const int64_t one_seq = (max_ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK;
+    if (*n_blocks < one_seq)
+        return hl_errorf(err, HL_ERR_NOMEM, "engine: the KV cache gets %lld blocks (%lld tokens, %.2f GiB: %.2f of "
+                         "%.2f GiB free after weights and activations), fewer than one sequence of %d tokens "
+                         "needs; lower --ctx or raise --kv-cache-fraction", (long long)*n_blocks,
+                         (long long)*n_blocks * HL_KV_BLOCK, (double)*n_blocks * (double)block_bytes / gib, frac,
+                         (double)(free_b - act - DEVICE_RESERVE) / gib, max_ctx);
+    hl_log(HL_LOG_INFO, "memory plan (%s, %.2f GiB total): weights %.2f GiB, activations %.1f MiB for %d tokens "
+           "per step (+ %.0f MiB scratch), KV cache %lld blocks = %lld tokens (%.2f GiB, %d bytes per token)",
+           e->be->ops->name, (double)total_b / gib, (double)weights / gib, (double)act / (1 << 20),
+           e->p.max_batched_tokens, (double)DEVICE_RESERVE / (1 << 20), (long long)*n_blocks,
+           (long long)*n_blocks * HL_KV_BLOCK, (double)*n_blocks * (double)block_bytes / gib,
+           (int)(block_bytes / HL_KV_BLOCK));
+    return HL_OK;
+}
+
 // Sizes the KV pool and creates the cache, the forward context and the scheduler.
 static int setup_cache(hl_engine *e, hl_error *err) {
     const hl_model_config *c = &e->model->cfg;
     hl_kv_geom g = {.n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .kv_type = HL_DTYPE_F16};
     const size_t block_bytes = hl_kv_cache_block_bytes(c->n_layers, &g);
+    const int want_ctx = e->p.max_ctx > 0 ? e->p.max_ctx : (c->n_ctx_train > 0 ? c->n_ctx_train : 2048);
     int64_t n_blocks = (int64_t)e->p.max_seqs * 2048 / HL_KV_BLOCK;
-    // TODO(engine): size from kv_cache_fraction of free device memory once the backend reports it
     if (e->p.kv_cache_mb > 0) n_blocks = (int64_t)(e->p.kv_cache_mb * 1024 * 1024 / block_bytes);
+    int rc = plan_device_kv(e, block_bytes, want_ctx, &n_blocks, err);
+    if (rc != HL_OK && rc != HL_ERR_UNSUPPORTED) return rc;
     if (n_blocks < 1 || n_blocks > (1 << 28))
         return hl_errorf(err, HL_ERR_INVAL, "engine: a KV pool of %lld blocks of %zu bytes", (long long)n_blocks,
                          block_bytes);
@@ -1008,13 +1041,17 @@ static int setup_cache(hl_engine *e, hl_error *err) {
     if (!(e->sched = hl_sched_create(e->kv, &sp, err))) return err ? err->code : HL_ERR_INVAL;
     e->llama = hl_llama_create(e->model, e->kv, e->p.max_batched_tokens, e->p.max_seqs, e->p.max_seqs, err);
     if (!e->llama) return err ? err->code : HL_ERR_NOMEM;
-    e->max_ctx = e->p.max_ctx > 0 ? e->p.max_ctx : (c->n_ctx_train > 0 ? c->n_ctx_train : 2048);
+    if (!e->p.graphs) hl_llama_set_graphs(e->llama, false);
+    e->max_ctx = want_ctx;
     if (e->max_ctx > hl_sched_max_tokens(e->sched)) e->max_ctx = hl_sched_max_tokens(e->sched);
     return HL_OK;
 }
 
 static int load(hl_engine *e, hl_error *err) {
     if (!(e->be = backend_for(&e->p, err))) return err ? err->code : HL_ERR_DEVICE;
+    size_t total_b = 0;
+    hl_error ignore = {0};
+    if (hl_backend_mem_info(e->be, &e->dev_free_at_start, &total_b, &ignore) != HL_OK) e->dev_free_at_start = 0;
     hl_model_params mp = hl_model_default_params();
     mp.tokenizer_from = e->tokenizer_from;
     mp.synth_n_vocab = e->p.synth_n_vocab;

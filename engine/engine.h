@@ -27,12 +27,14 @@ typedef struct hl_engine_params {
     const char *device;           // "cpu" (default) or "cuda"
     int n_threads;                // CPU threads; <= 0: one per core
     size_t kv_cache_mb;           // CPU: size of the KV block pool; 0: enough for max_seqs x 2048 tokens
-    float kv_cache_fraction;      // CUDA: fraction of free device memory for KV blocks (default 0.9)
+    float kv_cache_fraction;      // CUDA: fraction of the device memory free after weights and
+                                  // activations that holds KV blocks (default 0.9); kv_cache_mb wins
     int max_batched_tokens;       // token budget of one step (decodes + prefill chunks); default 512
     int max_seqs;                 // running sequences at most; default 64
     int max_ctx;                  // prompt + output tokens of one sequence at most; 0: the model's
     int max_waiting;              // queued requests beyond which submit says HL_ERR_BUSY; default 1024
     bool prefix_cache;            // reuse cached KV blocks of shared prompt prefixes; default true
+    bool graphs;                  // replay decode steps from graphs where the backend can (CUDA); default true
     // Synthetic models only (tests, benchmarks): > 0 makes a model with this many tokens and no
     // tokenizer; the seed of its weights. Default 0, 0.
     int synth_n_vocab;

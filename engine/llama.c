@@ -2,9 +2,14 @@
 #include "engine/llama.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/graphs.h"
 #include "engine/quant.h"
+
+#define MAX_GRAPHS 64       // step shapes remembered by the graph cache
+#define MIN_GRAPH_BLOCKS 8  // narrowest block table of a graph step (128 tokens)
 
 // Activation buffers (backend memory), each with room for max_tokens rows.
 typedef struct arena {
@@ -36,6 +41,9 @@ struct hl_llama {
     int32_t *rows;          // (max_logits) token rows whose logits are wanted
     hl_batch batch;
     int n_rows;
+    int n_real_rows;        // logit rows the caller asked for (n_rows less graph padding)
+    hl_graphs *graphs;      // owned; NULL when the backend has no graphs or they are off
+    char (*layer_names)[24]; // (n_layers) profiler range names, "layer 7"
 };
 
 static hl_tensor act(void *data, int64_t cols, int64_t rows) {
@@ -49,21 +57,36 @@ static void arena_free(hl_backend *be, arena *a) {
     memset(a, 0, sizeof(*a));
 }
 
-static int arena_alloc(hl_backend *be, arena *a, const hl_model_config *c, int T, int R, hl_error *err) {
-    const size_t f = sizeof(float), t = (size_t)T;
+#define N_ARENA 11
+
+// Bytes of each arena buffer, in the order of arena_slots.
+static void arena_sizes(const hl_model_config *c, int T, int R, size_t n_bytes[N_ARENA]) {
+    const size_t f = sizeof(float), t = (size_t)T, r = (size_t)R;
     const size_t qd = (size_t)c->n_heads * (size_t)c->head_dim;
     const size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    struct { void **p; size_t n_bytes; } bufs[] = {
-        {&a->x, t * (size_t)c->dim * f},   {&a->xb, t * (size_t)c->dim * f},    {&a->q, t * qd * f},
-        {&a->k, t * kvd * f},              {&a->v, t * kvd * f},                {&a->att, t * qd * f},
-        {&a->gate, t * (size_t)c->ffn_dim * f}, {&a->up, t * (size_t)c->ffn_dim * f},
-        {&a->hb, t * (size_t)c->ffn_dim * f},   {&a->xr, (size_t)R * (size_t)c->dim * f},
-        {&a->logits, (size_t)R * (size_t)c->n_vocab * f},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = be->ops->alloc(be, bufs[i].n_bytes);
-        if (!*bufs[i].p) return hl_errorf(err, HL_ERR_NOMEM, "llama: cannot allocate %zu bytes of activations",
-                                          bufs[i].n_bytes);
+    const size_t dim = (size_t)c->dim, ffn = (size_t)c->ffn_dim;
+    const size_t sizes[N_ARENA] = {t * dim * f, t * dim * f, t * qd * f,  t * kvd * f,
+                                   t * kvd * f, t * qd * f,  t * ffn * f, t * ffn * f,
+                                   t * ffn * f, r * dim * f, r * (size_t)c->n_vocab * f};
+    memcpy(n_bytes, sizes, sizeof sizes);
+}
+
+size_t hl_llama_activation_bytes(const hl_model_config *c, int max_tokens, int max_logits) {
+    size_t n_bytes[N_ARENA], sum = 0;
+    arena_sizes(c, max_tokens, max_logits, n_bytes);
+    for (int i = 0; i < N_ARENA; i++) sum += n_bytes[i];
+    return sum;
+}
+
+static int arena_alloc(hl_backend *be, arena *a, const hl_model_config *c, int T, int R, hl_error *err) {
+    void **slots[N_ARENA] = {&a->x, &a->xb, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->hb, &a->xr,
+                             &a->logits};
+    size_t n_bytes[N_ARENA];
+    arena_sizes(c, T, R, n_bytes);
+    for (int i = 0; i < N_ARENA; i++) {
+        *slots[i] = be->ops->alloc(be, n_bytes[i]);
+        if (!*slots[i]) return hl_errorf(err, HL_ERR_NOMEM, "llama: cannot allocate %zu bytes of activations",
+                                         n_bytes[i]);
     }
     return HL_OK;
 }
@@ -100,12 +123,34 @@ hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens
         hl_llama_free(l);
         return NULL;
     }
+    l->layer_names = hl_xmalloc(sizeof(*l->layer_names) * (size_t)c->n_layers);
+    for (int il = 0; il < c->n_layers; il++)
+        snprintf(l->layer_names[il], sizeof l->layer_names[il], "layer %d", il);
+    hl_llama_set_graphs(l, true);
     return l;
+}
+
+void hl_llama_set_graphs(hl_llama *l, bool on) {
+    if (!on) {
+        hl_graphs_free(l->graphs);
+        l->graphs = NULL;
+        return;
+    }
+    if (!l->graphs) l->graphs = hl_graphs_create(l->model->be, MAX_GRAPHS);
+}
+
+bool hl_llama_graph_stats(const hl_llama *l, hl_graphs_stats *out) {
+    memset(out, 0, sizeof(*out));
+    if (!l->graphs) return false;
+    hl_graphs_get_stats(l->graphs, out);
+    return true;
 }
 
 void hl_llama_free(hl_llama *l) {
     if (!l) return;
+    hl_graphs_free(l->graphs);
     arena_free(l->model->be, &l->a);
+    free(l->layer_names);
     free(l->tokens);
     free(l->pos);
     free(l->slot);
@@ -139,27 +184,75 @@ static int check_seq(const hl_llama *l, const hl_llama_seq *s, int i, hl_error *
     return HL_OK;
 }
 
+// Sequences a graph step is padded to: the next power of two, or n itself past the limits.
+static int seq_bucket(const hl_llama *l, int n) {
+    int b = 1;
+    while (b < n) b *= 2;
+    return b <= l->max_seqs && b <= l->max_logits && b <= l->max_tokens ? b : n;
+}
+
+// Block-table width of a graph step: a power of two (at least MIN_GRAPH_BLOCKS) within the pool.
+static int blocks_bucket(int need, int n_pool) {
+    int b = MIN_GRAPH_BLOCKS;
+    while (b < need) b *= 2;
+    return b < n_pool ? b : n_pool;
+}
+
+// A step a graph can replay: decodes only, every one wanting its logits.
+static bool graph_step(const hl_llama *l, const hl_llama_seq *seqs, int n_seqs) {
+    if (!l->graphs || n_seqs < 1) return false;
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i].n_tokens != 1 || seqs[i].n_logits != 1) return false;
+    }
+    return true;
+}
+
+static int blocks_needed(const hl_llama_seq *s) { return (s->n_past + s->n_tokens + HL_KV_BLOCK - 1) / HL_KV_BLOCK; }
+
+// Padding sequences of a graph step: one token at position 0 whose K/V are not written (slot
+// -1), reading block 0; its logit row is computed and never downloaded.
+static void layout_padding(hl_llama *l, int first, int n_total, int max_blocks, int *t, int *r) {
+    for (int i = first; i < n_total; i++) {
+        l->seq_start[i] = *t;
+        l->ctx_len[i] = 1;
+        memset(l->block_table + (size_t)i * (size_t)max_blocks, 0, sizeof(int32_t) * (size_t)max_blocks);
+        l->tokens[*t] = 0;
+        l->pos[*t] = 0;
+        l->slot[*t] = -1;
+        l->rows[(*r)++] = *t;
+        (*t)++;
+    }
+}
+
 // Fills the host arrays and l->batch for seqs; HL_ERR_INVAL when they do not fit the limits.
-static int layout(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, hl_error *err) {
+// The block table is as wide as the longest sequence needs; pad (graph steps) rounds the
+// sequences and the table width up to their buckets.
+static int layout(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, bool pad, hl_error *err) {
     const int n_pool = hl_kv_cache_geom(l->kv)->n_blocks;
     int64_t n_tokens = 0, n_rows = 0;
+    int max_need = 1;
     if (n_seqs < 1 || n_seqs > l->max_seqs) return hl_errorf(err, HL_ERR_INVAL, "llama: %d sequences", n_seqs);
     for (int i = 0; i < n_seqs; i++) {
         int rc = check_seq(l, &seqs[i], i, err);
         if (rc != HL_OK) return rc;
         n_tokens += seqs[i].n_tokens;
         n_rows += seqs[i].n_logits;
+        if (blocks_needed(&seqs[i]) > max_need) max_need = blocks_needed(&seqs[i]);
     }
     if (n_tokens > l->max_tokens || n_rows > l->max_logits)
         return hl_errorf(err, HL_ERR_INVAL, "llama: step of %lld tokens and %lld logit rows (limits %d, %d)",
                          (long long)n_tokens, (long long)n_rows, l->max_tokens, l->max_logits);
+    const int n_total = pad ? seq_bucket(l, n_seqs) : n_seqs;
+    const int max_blocks = pad ? blocks_bucket(max_need, n_pool) : max_need;
     int t = 0, r = 0;
     for (int i = 0; i < n_seqs; i++) {
         const hl_llama_seq *s = &seqs[i];
+        const int need = blocks_needed(s);
+        int32_t *row = l->block_table + (size_t)i * (size_t)max_blocks;
         l->seq_start[i] = t;
         l->ctx_len[i] = s->n_past + s->n_tokens;
-        memcpy(l->block_table + (size_t)i * (size_t)n_pool, s->blocks,
-               sizeof(int32_t) * (size_t)s->n_blocks);
+        memcpy(row, s->blocks, sizeof(int32_t) * (size_t)need);
+        memset(row + need, 0, sizeof(int32_t) * (size_t)(max_blocks - need));
         for (int j = 0; j < s->n_tokens; j++, t++) {
             const int32_t p = s->n_past + j;
             l->tokens[t] = s->tokens[j];
@@ -168,19 +261,21 @@ static int layout(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, hl_error *e
             if (j >= s->n_tokens - s->n_logits) l->rows[r++] = t;
         }
     }
-    l->seq_start[n_seqs] = t;
+    l->n_real_rows = r;
+    layout_padding(l, n_seqs, n_total, max_blocks, &t, &r);
+    l->seq_start[n_total] = t;
     l->n_rows = r;
-    l->batch = (hl_batch){.n_tokens = t, .n_seqs = n_seqs, .pos = l->pos, .slot = l->slot,
+    l->batch = (hl_batch){.n_tokens = t, .n_seqs = n_total, .pos = l->pos, .slot = l->slot,
                           .seq_start = l->seq_start, .ctx_len = l->ctx_len, .block_table = l->block_table,
-                          .max_blocks = n_pool};
+                          .max_blocks = max_blocks};
     return HL_OK;
 }
 
 // ---- forward ----
 
-int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err) {
-    int rc = layout(l, seqs, n_seqs, err);
-    if (rc != HL_OK) return rc;
+// Queues every op of the step laid out in l->batch (nothing that waits: a graph captures
+// exactly this). The logits of the l->n_rows wanted rows end in l->a.logits.
+static void queue_step(hl_llama *l) {
     const hl_model *m = l->model;
     const hl_model_config *c = &m->cfg;
     hl_backend *be = m->be;
@@ -197,10 +292,12 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
     hl_tensor gate = act(l->a.gate, c->ffn_dim, T), up = act(l->a.up, c->ffn_dim, T);
     hl_tensor hb = act(l->a.hb, c->ffn_dim, T);
 
+    hl_backend_range_push(be, "step");
     op->embed(be, &x, &m->token_embd, l->tokens, T);
     for (int il = 0; il < c->n_layers; il++) {
         const hl_model_layer *w = &m->layers[il];
         const hl_kv_layer *kv = hl_kv_cache_layer(l->kv, il);
+        hl_backend_range_push(be, l->layer_names[il]);
 
         // attention: x += wo · attn(rope(wq·xb), rope(wk·xb), wv·xb), xb = rmsnorm(x)
         op->rmsnorm(be, &xb, &x, &w->attn_norm, c->rms_eps);
@@ -219,17 +316,35 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
         op->swiglu(be, &hb, &gate, &up);
         op->matmul(be, &xb, &w->w_down, &hb);
         op->add(be, &x, &x, &xb);
+        hl_backend_range_pop(be);
     }
-    if (R == 0) return op->sync(be, err);
+    if (R > 0) { // logits only for the rows that want them
+        hl_tensor xr = act(l->a.xr, c->dim, R), out = act(l->a.logits, c->n_vocab, R);
+        op->rmsnorm(be, &xb, &x, &m->output_norm, c->rms_eps);
+        op->get_rows(be, &xr, &xb, l->rows, R);
+        op->matmul(be, &out, &m->output, &xr);
+    }
+    hl_backend_range_pop(be);
+}
 
-    // logits only for the rows that want them
-    hl_tensor xr = act(l->a.xr, c->dim, R), out = act(l->a.logits, c->n_vocab, R);
-    op->rmsnorm(be, &xb, &x, &m->output_norm, c->rms_eps);
-    op->get_rows(be, &xr, &xb, l->rows, R);
-    op->matmul(be, &out, &m->output, &xr);
-    rc = op->download(be, logits, out.data, (size_t)R * (size_t)c->n_vocab * sizeof(float), err);
+int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err) {
+    const bool graph = graph_step(l, seqs, n_seqs);
+    int rc = layout(l, seqs, n_seqs, graph, err);
     if (rc != HL_OK) return rc;
-    return op->sync(be, err);
+    hl_backend *be = l->model->be;
+    if (graph) hl_graphs_begin(l->graphs, l->batch.n_seqs, l->batch.max_blocks);
+    queue_step(l);
+    if (graph) {
+        bool ran = true;
+        rc = hl_graphs_end(l->graphs, &ran, err);
+        if (rc != HL_OK) return rc;
+        if (!ran) queue_step(l); // the capture failed: run the step directly
+    }
+    if (l->n_real_rows == 0) return be->ops->sync(be, err);
+    const size_t n_bytes = (size_t)l->n_real_rows * (size_t)l->model->cfg.n_vocab * sizeof(float);
+    rc = be->ops->download(be, logits, l->a.logits, n_bytes, err);
+    if (rc != HL_OK) return rc;
+    return be->ops->sync(be, err);
 }
 
 // ---- hidden states (embeddings) ----

@@ -6,7 +6,8 @@
 // blocks → paged attention → o matmul → residual add → rmsnorm → gate/up → swiglu → down →
 // residual add] → final rmsnorm → the rows whose logits are wanted → output matmul.
 // Activations live in buffers allocated once at create for max_tokens tokens per step; a
-// step allocates nothing. An hl_llama belongs to one thread (the engine thread).
+// step allocates nothing. An hl_llama belongs to one thread (the engine thread). Profiler
+// ranges (NVTX on CUDA) mark each step and each layer.
 //
 //   hl_llama *l = hl_llama_create(model, kv, 512, 1, 1, &err);
 //   hl_llama_seq s = {.tokens = ids, .n_tokens = n, .n_past = 0,
@@ -15,6 +16,7 @@
 #pragma once
 
 #include "common/hl.h"
+#include "engine/graphs.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 
@@ -37,6 +39,17 @@ typedef struct hl_llama_seq {
 hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens, int max_seqs,
                           int max_logits, hl_error *err);
 void hl_llama_free(hl_llama *l); // accepts NULL
+
+// Backend memory hl_llama_create allocates for activations at these limits (memory planning).
+size_t hl_llama_activation_bytes(const hl_model_config *c, int max_tokens, int max_logits);
+
+// Decode steps (every sequence one token, wanting its logits) are replayed from graphs when the
+// backend has graph ops (engine/graphs.h): on by default. Such steps are padded to a bucket of
+// sequences and of block-table width, which changes nothing in the results but the rounding
+// of the matmuls. Off frees every graph.
+void hl_llama_set_graphs(hl_llama *l, bool on);
+// Fills *out with the graph counters; false (and zeros) when graphs are off or unavailable.
+bool hl_llama_graph_stats(const hl_llama *l, hl_graphs_stats *out);
 
 // Runs one step over seqs[0..n_seqs) and writes the wanted logits, sequence by sequence in
 // order, into logits ((sum of n_logits) rows of n_vocab floats, host memory, caller-owned; may

@@ -55,7 +55,8 @@ typedef struct hl_batch {
     int n_tokens;
     int n_seqs;
     const int32_t *pos;         // (n_tokens) absolute position of each token in its sequence
-    const int32_t *slot;        // (n_tokens) KV slot of each token: block_id * HL_KV_BLOCK + offset
+    const int32_t *slot;        // (n_tokens) KV slot of each token: block_id * HL_KV_BLOCK + offset;
+                                // < 0 (backends with graph ops only): padding, K/V not written
     const int32_t *seq_start;   // (n_seqs + 1) first token of each sequence; seq_start[n_seqs] = n_tokens
     const int32_t *ctx_len;     // (n_seqs) tokens in the KV cache after this step (cached + new)
     const int32_t *block_table; // (n_seqs, max_blocks) block ids, row-major
@@ -83,6 +84,7 @@ enum hl_op {
 };
 
 typedef struct hl_backend hl_backend;
+typedef struct hl_backend_graph hl_backend_graph; // a captured step (graph ops below)
 
 typedef struct hl_backend_ops {
     const char *name;
@@ -129,6 +131,29 @@ typedef struct hl_backend_ops {
     void (*get_rows)(hl_backend *be, hl_tensor *out, const hl_tensor *x, const int32_t *rows, int n);
 
     int (*sync)(hl_backend *be, hl_error *err); // waits for queued work
+
+    // ---- optional: NULL where the backend has no such thing (the CPU backend) ----
+    // Free and total bytes of the memory alloc() draws from (memory planning).
+    int (*mem_info)(hl_backend *be, size_t *free_bytes, size_t *total_bytes, hl_error *err);
+    // Like upload_weight, but element i of the weight is hl_synth_value(seed, name, i, std)
+    // (engine/synth.h; std 0 gives 1), quantized to `type` where it lives: the bytes the CPU
+    // path makes. HL_ERR_UNSUPPORTED for types it cannot generate (the caller then uploads).
+    int (*synth_weight)(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2], uint64_t seed,
+                        const char *name, float std, hl_error *err);
+    // Graphs: graph_begin, the ops of a step, graph_end capture the step (nothing runs);
+    // graph_launch runs it. For the next step of the same shapes: graph_restage, the same op
+    // calls (they only record their host metadata: ids, positions, slots, block tables),
+    // graph_launch. Every op between begin/restage and end/launch must be one the backend can
+    // capture (no download, sync or alloc). restage fails (HL_ERR_INVAL) when the graph went
+    // stale (the backend's scratch memory moved): free it and run the step directly.
+    int (*graph_begin)(hl_backend *be, hl_error *err);
+    hl_backend_graph *(*graph_end)(hl_backend *be, hl_error *err); // owned by the caller
+    int (*graph_restage)(hl_backend *be, hl_backend_graph *g, hl_error *err);
+    int (*graph_launch)(hl_backend *be, hl_backend_graph *g, hl_error *err);
+    void (*graph_free)(hl_backend *be, hl_backend_graph *g); // accepts NULL
+    // Named profiler ranges (NVTX on CUDA) around a step or a layer; ranges nest.
+    void (*range_push)(hl_backend *be, const char *name);
+    void (*range_pop)(hl_backend *be);
 } hl_backend_ops;
 
 struct hl_backend {
@@ -144,3 +169,41 @@ hl_backend *hl_backend_cpu_create(int n_threads, hl_error *err);
 
 // NULL + HL_ERR_UNSUPPORTED when the build has no CUDA, HL_ERR_DEVICE when no usable device.
 hl_backend *hl_backend_cuda_create(int device, hl_error *err);
+
+// The backend a device name selects: "cpu" (n_threads as hl_backend_cpu_create), "cuda" or
+// "cuda:N". NULL + err: HL_ERR_INVAL for another name, else the constructor's error.
+static inline hl_backend *hl_backend_create_named(const char *device, int n_threads, hl_error *err) {
+    if (!device || strcmp(device, "cpu") == 0) return hl_backend_cpu_create(n_threads, err);
+    if (strcmp(device, "cuda") == 0) return hl_backend_cuda_create(0, err);
+    if (strncmp(device, "cuda:", 5) == 0 && device[5]) {
+        int dev = 0;
+        const char *p = device + 5;
+        for (; *p >= '0' && *p <= '9' && dev < 1000; p++) dev = dev * 10 + (*p - '0');
+        if (*p == '\0') return hl_backend_cuda_create(dev, err);
+    }
+    hl_errorf(err, HL_ERR_INVAL, "unknown device '%s' (cpu, cuda, cuda:N)", device);
+    return NULL;
+}
+
+// ---- optional ops, callable on every backend ----
+
+// Free / total bytes of the backend's memory; HL_ERR_UNSUPPORTED where it cannot say (CPU).
+static inline int hl_backend_mem_info(hl_backend *be, size_t *free_bytes, size_t *total_bytes, hl_error *err) {
+    if (!be->ops->mem_info) return hl_errorf(err, HL_ERR_UNSUPPORTED, "backend %s has no memory info", be->ops->name);
+    return be->ops->mem_info(be, free_bytes, total_bytes, err);
+}
+
+// True when the backend can capture and replay steps (graph ops).
+static inline bool hl_backend_has_graphs(const hl_backend *be) {
+    return be->ops->graph_begin && be->ops->graph_end && be->ops->graph_restage && be->ops->graph_launch &&
+           be->ops->graph_free;
+}
+
+// Profiler ranges; no-ops where the backend has none.
+static inline void hl_backend_range_push(hl_backend *be, const char *name) {
+    if (be->ops->range_push) be->ops->range_push(be, name);
+}
+
+static inline void hl_backend_range_pop(hl_backend *be) {
+    if (be->ops->range_pop) be->ops->range_pop(be);
+}

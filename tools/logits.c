@@ -14,13 +14,13 @@
 #define MAX_LINE_BYTES ((size_t)64 << 20)
 
 typedef struct logits_args {
-    const char *model, *tokenizer_from;
+    const char *model, *tokenizer_from, *device;
     long long top, threads, ctx, chunk, seed;
 } logits_args;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: halyard logits -m MODEL [--top K] [-t THREADS] [--ctx N] [--chunk N]\n"
-               "                      [--tokenizer-from FILE.gguf] [--seed S]\n"
+               "                      [--tokenizer-from FILE.gguf] [--seed S] [--device cpu|cuda[:N]]\n"
                "Reads lines {\"ids\": [...]} from stdin; writes one line per input:\n"
                "{\"top\": [[[id, logit], ...] for every position]} with the K (default 10) largest\n"
                "logits of each position, best first. The prompt is run in prefill chunks of --chunk\n"
@@ -42,6 +42,7 @@ static int parse_args(int argc, char **argv, logits_args *a) {
         }
         if (strcmp(s, "-m") == 0 || strcmp(s, "--model") == 0) a->model = val;
         else if (strcmp(s, "--tokenizer-from") == 0) a->tokenizer_from = val;
+        else if (strcmp(s, "--device") == 0) a->device = val;
         else if (strcmp(s, "--top") == 0) ok = hl_cli_parse_int(s, val, 1, 1000, &a->top);
         else if (strcmp(s, "-t") == 0 || strcmp(s, "--threads") == 0)
             ok = hl_cli_parse_int(s, val, 0, 1024, &a->threads);
@@ -170,7 +171,7 @@ int hl_cmd_logits(int argc, char **argv) {
     mp.tokenizer_from = a.tokenizer_from;
     mp.synth_seed = (uint64_t)a.seed;
     runner r = {.chunk = (int)a.chunk, .k = (int)a.top};
-    hl_backend *be = hl_backend_cpu_create((int)a.threads, &err);
+    hl_backend *be = hl_backend_create_named(a.device, (int)a.threads, &err);
     hl_model *m = be ? hl_model_load(a.model, be, &mp, &err) : NULL;
     r.m = m;
     if (m) {

@@ -1,6 +1,6 @@
 // run: `halyard run -m MODEL -p PROMPT` — generate text from a prompt (or chat turns with
-// --chat / --interactive) on the CPU backend, streaming it to stdout; prompt and generation
-// speeds go to stderr.
+// --chat / --interactive) on the CPU or (--device cuda) the CUDA backend, streaming it to
+// stdout; prompt and generation speeds go to stderr.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,7 +14,7 @@
 #define MAX_STOPS 8
 
 typedef struct run_args {
-    const char *model, *prompt, *system, *template_name, *tokenizer_from;
+    const char *model, *prompt, *system, *template_name, *tokenizer_from, *device;
     const char *stops[MAX_STOPS];
     int n_stops;
     bool chat, interactive, verbose;
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "usage: halyard run -m MODEL [-p PROMPT] [--chat] [--system S] [--chat-template NAME]\n"
             "                   [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R]\n"
             "                   [--seed S] [--stop TEXT] [-t THREADS] [--ctx N] [--chunk N]\n"
-            "                   [--tokenizer-from FILE.gguf] [--interactive]\n"
+            "                   [--tokenizer-from FILE.gguf] [--interactive] [--device cpu|cuda[:N]]\n"
             "Generates text after PROMPT and streams it to stdout; prompt and generation speed go to\n"
             "stderr. --chat wraps PROMPT (and --system) in the model's chat template (or NAME: %s).\n"
             "--interactive is a chat loop over stdin lines, keeping the history. Defaults: -n 256,\n"
@@ -61,6 +61,7 @@ static bool parse_string(run_args *a, const char *s, const char *v) {
     else if (strcmp(s, "--system") == 0) a->system = v;
     else if (strcmp(s, "--chat-template") == 0) a->template_name = v;
     else if (strcmp(s, "--tokenizer-from") == 0) a->tokenizer_from = v;
+    else if (strcmp(s, "--device") == 0) a->device = v;
     else if (strcmp(s, "--stop") == 0 && a->n_stops < MAX_STOPS) a->stops[a->n_stops++] = v;
     else return false;
     return true;
@@ -259,7 +260,7 @@ int hl_cmd_run(int argc, char **argv) {
     hl_model_params mp = hl_model_default_params();
     mp.tokenizer_from = a.tokenizer_from;
     session s = {.a = &a, .gp = generate_params(&a)};
-    hl_backend *be = hl_backend_cpu_create((int)a.threads, &err);
+    hl_backend *be = hl_backend_create_named(a.device, (int)a.threads, &err);
     hl_model *m = be ? hl_model_load(a.model, be, &mp, &err) : NULL;
     s.m = m;
     if (m && a.verbose)

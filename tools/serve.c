@@ -41,7 +41,10 @@ static void usage(FILE *f) {
             "  --rate-limit-rpm N        default requests per minute per key (0 = unlimited)\n"
             "  --rate-limit-tpm N        default tokens per minute per key (0 = unlimited)\n"
             "  -t, --threads N           CPU threads for the engine (default: one per core)\n"
-            "  --device cpu|cuda         where the model runs (default cpu)\n"
+            "  --device cpu|cuda[:N]     where the model runs (default cpu)\n"
+            "  --kv-cache-fraction F     CUDA: share of the memory free after weights and activations for\n"
+            "                            the KV cache (default 0.9)\n"
+            "  --no-graphs               CUDA: run decode steps directly, not from CUDA graphs\n"
             "  --tokenizer-from GGUF     tokenizer for synthetic models\n"
             "  --kv-cache-mb N           KV cache size on the CPU\n"
             "  --max-seqs N              running sequences at most (default 64)\n"
@@ -87,6 +90,14 @@ static bool parse_opt(serve_args *a, const char *opt, const char *v) {
     } else if (strcmp(opt, "--kv-cache-mb") == 0) {
         if (!hl_cli_parse_int(opt, v, 1, 1LL << 24, &x)) return false;
         a->engine.kv_cache_mb = (size_t)x;
+    } else if (strcmp(opt, "--kv-cache-fraction") == 0) {
+        double f = 0;
+        if (!hl_cli_parse_float(opt, v, &f)) return false;
+        if (f <= 0 || f > 1) {
+            fprintf(stderr, "halyard serve: --kv-cache-fraction must be in (0, 1]\n");
+            return false;
+        }
+        a->engine.kv_cache_fraction = (float)f;
     } else if (strcmp(opt, "--max-seqs") == 0) {
         if (!hl_cli_parse_int(opt, v, 1, 4096, &x)) return false;
         a->engine.max_seqs = (int)x;
@@ -143,6 +154,10 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         }
         if (strcmp(s, "--no-access-log") == 0) {
             a->http.log_fd = -1;
+            continue;
+        }
+        if (strcmp(s, "--no-graphs") == 0) {
+            a->engine.graphs = false;
             continue;
         }
         if (i + 1 >= argc) {

@@ -15,6 +15,7 @@ extern "C" {
 #define STAGE_BYTES (64u << 20)   // raw GGUF rows per upload_weight chunk
 #define BLAS_WS_BYTES (32u << 20)
 #define DEQ_BYTES (64u << 20)     // fp16 weight tile of the cuBLAS path
+#define GRAPH_ARENA_BYTES (2u << 20) // metadata of one captured step (one copy per kind)
 
 // NVTX range per op: `nsys profile --trace=cuda,nvtx` shows one range per op call (a scope
 // object, so every early return pops it).
@@ -41,42 +42,57 @@ void *hl_cuda_scratch(cuda_ctx *c, void **buf, size_t *cap, size_t n_bytes) {
     if (cudaMalloc(buf, n_bytes) != cudaSuccess)
         hl_panic(__FILE__, __LINE__, "cuda: cannot allocate %zu bytes of scratch", n_bytes);
     *cap = n_bytes;
+    c->epoch++; // graphs captured before hold the old address
     return *buf;
 }
 
 // ---- metadata ----
 
-static void graph_note_size(hl_cuda_graph *g, size_t n) {
-    if (g->n_sizes == g->cap_sizes) {
-        g->cap_sizes = g->cap_sizes ? 2 * g->cap_sizes : 64;
-        g->sizes = (size_t *)hl_xrealloc(g->sizes, (size_t)g->cap_sizes * sizeof(size_t));
+static int graph_add_block(hl_cuda_graph *g, size_t n, size_t at, int alias) {
+    if (g->n_blocks == g->cap_blocks) {
+        g->cap_blocks = g->cap_blocks ? 2 * g->cap_blocks : 64;
+        g->blocks = (graph_block *)hl_xrealloc(g->blocks, (size_t)g->cap_blocks * sizeof(graph_block));
     }
-    g->sizes[g->n_sizes++] = n;
+    g->blocks[g->n_blocks] = graph_block{n, at, alias};
+    return g->n_blocks++;
+}
+
+// Restage: rewrites the arena where the capture put this op's block (an alias must carry the
+// bytes of the block it reuses: the layers of one step share their batch).
+static const void *meta_restage(hl_cuda_graph *g, const void *src, size_t n) {
+    if (g->next >= g->n_blocks || g->blocks[g->next].n != n)
+        hl_panic(__FILE__, __LINE__, "cuda graph restage: op %d differs from the capture", g->next);
+    const graph_block *b = &g->blocks[g->next++];
+    if (b->alias < 0) memcpy(g->host + b->at, src, n);
+    else if (memcmp(g->host + b->at, src, n) != 0)
+        hl_panic(__FILE__, __LINE__, "cuda graph restage: metadata block %d differs from block %d as captured",
+                 g->next - 1, b->alias);
+    return g->dev + b->at;
 }
 
 // Device copy of host bytes for the op being queued. In a capture the copy is a graph node that
 // reads g's pinned arena at every replay; in a restage only the arena is rewritten.
-static const void *meta_graph(cuda_ctx *c, const void *src, size_t n) {
+static const void *meta_graph(cuda_ctx *c, int kind, const void *src, size_t n) {
     hl_cuda_graph *g = c->graph;
-    const size_t at = g->used, need = (n + 255) / 256 * 256;
-    if (c->mode == MODE_RESTAGE) {
-        if (g->next >= g->n_sizes || g->sizes[g->next] != n)
-            hl_panic(__FILE__, __LINE__, "cuda graph restage: op %d differs from the capture", g->next);
-        g->next++;
-    } else {
-        if (at + need > g->cap) hl_panic(__FILE__, __LINE__, "cuda graph: metadata arena full (%zu bytes)", g->cap);
-        graph_note_size(g, n);
+    if (c->mode == MODE_RESTAGE) return meta_restage(g, src, n);
+    const int prev = g->last[kind];
+    if (prev >= 0 && g->blocks[prev].n == n && memcmp(g->host + g->blocks[prev].at, src, n) == 0) {
+        graph_add_block(g, n, g->blocks[prev].at, prev);
+        return g->dev + g->blocks[prev].at;
     }
+    const size_t at = g->used, need = (n + 255) / 256 * 256;
+    if (at + need > g->cap)
+        hl_panic(__FILE__, __LINE__, "cuda graph: metadata arena full (%zu bytes); capture smaller steps", g->cap);
     memcpy(g->host + at, src, n);
     g->used = at + need;
-    if (c->mode == MODE_CAPTURE)
-        HL_CUDA_CHECK(cudaMemcpyAsync(g->dev + at, g->host + at, n, cudaMemcpyHostToDevice, c->stream));
+    g->last[kind] = graph_add_block(g, n, at, -1);
+    HL_CUDA_CHECK(cudaMemcpyAsync(g->dev + at, g->host + at, n, cudaMemcpyHostToDevice, c->stream));
     return g->dev + at;
 }
 
 static const void *meta(cuda_ctx *c, int kind, const void *src, size_t n) {
     if (n == 0) return NULL;
-    if (c->mode != MODE_NORMAL) return meta_graph(c, src, n);
+    if (c->mode != MODE_NORMAL) return meta_graph(c, kind, src, n);
     meta_slot *m = &c->meta[kind];
     if (m->valid && m->n_bytes == n && memcmp(m->host, src, n) == 0) return m->dev;
     HL_CUDA_CHECK(cudaEventSynchronize(m->done)); // the last copy out of m->host has finished
@@ -498,7 +514,8 @@ extern "C" int hl_backend_cuda_graph_begin(hl_backend *be, hl_error *err) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (c->mode != MODE_NORMAL) return hl_errorf(err, HL_ERR_BUSY, "cuda graph: already capturing or restaging");
     hl_cuda_graph *g = (hl_cuda_graph *)hl_xcalloc(1, sizeof *g);
-    g->cap = 4u << 20;
+    g->cap = GRAPH_ARENA_BYTES;
+    for (int i = 0; i < META_COUNT; i++) g->last[i] = -1;
     cudaError_t rc = cudaMallocHost(&g->host, g->cap);
     if (rc == cudaSuccess) rc = cudaMalloc(&g->dev, g->cap);
     if (rc == cudaSuccess) rc = cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming);
@@ -527,18 +544,21 @@ extern "C" hl_cuda_graph *hl_backend_cuda_graph_end(hl_backend *be, hl_error *er
     if (graph) cudaGraphDestroy(graph);
     if (rc != cudaSuccess) {
         cuda_fail(err, "end capture", rc);
+        cudaGetLastError(); // a failed capture must not fail the next call too
         hl_cuda_graph_free(g);
         return NULL;
     }
+    g->epoch = c->epoch;
     return g;
 }
 
 extern "C" int hl_backend_cuda_graph_restage(hl_backend *be, hl_cuda_graph *g, hl_error *err) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (c->mode != MODE_NORMAL) return hl_errorf(err, HL_ERR_BUSY, "cuda graph: already capturing or restaging");
+    if (g->epoch != c->epoch)
+        return hl_errorf(err, HL_ERR_INVAL, "cuda graph: stale (scratch memory moved since the capture)");
     cudaError_t rc = cudaEventSynchronize(g->done); // the last replay has read the arena
     if (rc != cudaSuccess) return cuda_fail(err, "graph restage", rc);
-    g->used = 0;
     g->next = 0;
     c->graph = g;
     c->mode = MODE_RESTAGE;
@@ -548,12 +568,14 @@ extern "C" int hl_backend_cuda_graph_restage(hl_backend *be, hl_cuda_graph *g, h
 extern "C" int hl_backend_cuda_graph_launch(hl_backend *be, hl_cuda_graph *g, hl_error *err) {
     cuda_ctx *c = cuda_ctx_of(be);
     if (c->mode == MODE_CAPTURE) return hl_errorf(err, HL_ERR_BUSY, "cuda graph: launch while capturing");
-    if (c->mode == MODE_RESTAGE && g->next != g->n_sizes) {
+    if (c->mode == MODE_RESTAGE && g->next != g->n_blocks) {
         c->mode = MODE_NORMAL;
         c->graph = NULL;
         return hl_errorf(err, HL_ERR_INVAL, "cuda graph: restaged %d metadata blocks, the capture had %d", g->next,
-                         g->n_sizes);
+                         g->n_blocks);
     }
+    if (c->mode == MODE_NORMAL && g->epoch != c->epoch)
+        return hl_errorf(err, HL_ERR_INVAL, "cuda graph: stale (scratch memory moved since the capture)");
     c->mode = MODE_NORMAL;
     c->graph = NULL;
     cudaError_t rc = cudaGraphLaunch(g->exec, c->stream);
@@ -568,7 +590,7 @@ extern "C" void hl_cuda_graph_free(hl_cuda_graph *g) {
     if (g->done) cudaEventDestroy(g->done);
     cudaFreeHost(g->host);
     cudaFree(g->dev);
-    free(g->sizes);
+    free(g->blocks);
     free(g);
 }
 
@@ -599,10 +621,48 @@ static void cu_free(hl_backend *be) {
     free(be);
 }
 
+// ---- optional ops (backend.h) ----
+
+static int cu_mem_info(hl_backend *be, size_t *free_bytes, size_t *total_bytes, hl_error *err) {
+    cudaError_t rc = cudaSetDevice(cuda_ctx_of(be)->device);
+    if (rc == cudaSuccess) rc = cudaMemGetInfo(free_bytes, total_bytes);
+    return rc == cudaSuccess ? HL_OK : cuda_fail(err, "memory info", rc);
+}
+
+static hl_backend_graph *cu_graph_end(hl_backend *be, hl_error *err) {
+    return (hl_backend_graph *)hl_backend_cuda_graph_end(be, err);
+}
+
+static int cu_graph_restage(hl_backend *be, hl_backend_graph *g, hl_error *err) {
+    return hl_backend_cuda_graph_restage(be, (hl_cuda_graph *)g, err);
+}
+
+static int cu_graph_launch(hl_backend *be, hl_backend_graph *g, hl_error *err) {
+    return hl_backend_cuda_graph_launch(be, (hl_cuda_graph *)g, err);
+}
+
+static void cu_graph_free(hl_backend *be, hl_backend_graph *g) {
+    (void)be;
+    hl_cuda_graph_free((hl_cuda_graph *)g);
+}
+
+static void cu_range_push(hl_backend *be, const char *name) {
+    (void)be;
+    nvtxRangePushA(name);
+}
+
+static void cu_range_pop(hl_backend *be) {
+    (void)be;
+    nvtxRangePop();
+}
+
+// Positional (C++17 has no designated initializers): the order of hl_backend_ops.
 static const hl_backend_ops cuda_ops = {
     "cuda", cu_free, cu_alloc, cu_release, cu_upload, cu_download, cu_supports, cu_upload_weight,
     cu_release_weight, cu_embed, cu_matmul, cu_rmsnorm, cu_rope_kv, cu_attention, cu_swiglu, cu_add,
     cu_get_rows, cu_sync,
+    cu_mem_info, hl_backend_cuda_synth_weight, hl_backend_cuda_graph_begin, cu_graph_end, cu_graph_restage,
+    cu_graph_launch, cu_graph_free, cu_range_push, cu_range_pop,
 };
 
 static int ctx_init(cuda_ctx *c, int device, hl_error *err) {

@@ -26,13 +26,23 @@ typedef struct meta_slot {
 
 enum cuda_mode { MODE_NORMAL, MODE_CAPTURE, MODE_RESTAGE };
 
+// One metadata block an op staged during the capture, in op order. Layers of a step pass the
+// same batch, so a block equal to the previous block of its kind is not copied again: it
+// aliases that block (the arena then holds one copy of each kind per step).
+typedef struct graph_block {
+    size_t n, at;          // bytes, offset in the arena
+    int alias;             // index of the block it reuses, or -1
+} graph_block;
+
 struct hl_cuda_graph {
     cudaGraphExec_t exec;  // owned
     uint8_t *host;         // owned, pinned staging of the captured metadata copies
     uint8_t *dev;          // owned
     size_t cap, used;      // arena bytes; used = bytes staged by the capture
-    size_t *sizes;         // owned: size of each staged block, in order
-    int n_sizes, cap_sizes, next;
+    graph_block *blocks;   // owned: every staged block, in order
+    int n_blocks, cap_blocks, next;
+    int last[META_COUNT];  // index of the last non-alias block of each kind (capture), or -1
+    unsigned epoch;        // the context's scratch epoch at capture
     cudaEvent_t done;      // recorded after the last launch
 };
 
@@ -51,6 +61,7 @@ typedef struct cuda_ctx {
     int mode;                       // enum cuda_mode
     hl_cuda_graph *graph;           // borrowed: the graph being captured or restaged
     int cublas_min_tokens;
+    unsigned epoch;                 // bumped whenever a scratch buffer moves (graphs go stale)
     cudaEvent_t t0, t1;             // owned: benchmark timer
 } cuda_ctx;
 

@@ -1,7 +1,7 @@
 // rope_kv: RoPE on q (in place) fused with the K/V write into the paged pool (backend.h).
 // One block per token. Angles are computed in double, as the reference does, once per
 // token and pair, then shared by every head: at positions of several thousand an fp32
-// angle would be off by ~1e-3 rad.
+// angle would be off by ~1e-3 rad. A negative slot (padding) rotates q and writes no K/V.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -48,6 +48,7 @@ __global__ void rope_kv_kernel(hl_cuda_rope_args a) {
         x[i1] = x0 * sn[i] + x1 * cs[i];
     }
     const int slot = a.slot[tok];
+    if (slot < 0) return; // padding row of a graph bucket: nothing to write
     const size_t blk = (size_t)(slot / 16), t = (size_t)(slot % 16);
     const float *k = a.k + (int64_t)tok * a.ldk, *v = a.v + (int64_t)tok * a.ldv;
     for (int idx = threadIdx.x; idx < a.n_kv_heads * hd; idx += blockDim.x) {
