@@ -34,7 +34,8 @@ typedef struct eng_opts {
     long long n_prompt, n_gen, reps, threads, chunk, kv_mb;
     int batch[MAX_BATCHES], n_batch;
     double kv_fraction;
-    bool no_graphs;
+    bool no_graphs, batch_given;
+    long long synth_vocab;
     // --serve-sim
     bool sim;
     long long sessions, requests, seed;
@@ -50,7 +51,8 @@ typedef struct eng_result {
 static const char usage_text[] =
     "usage: halyard bench engine -m MODEL [--device cpu|cuda[:N]] [-p 512] [-n 128]\n"
     "         [--batch 1,4,16,64] [--reps 3] [-t THREADS] [--max-batched-tokens 512]\n"
-    "         [--kv-cache-mb MB] [--kv-cache-fraction 0.9] [--no-graphs] [--json FILE]\n"
+    "         [--kv-cache-mb MB] [--kv-cache-fraction 0.9] [--no-graphs] [--synth-vocab N]\n"
+    "         [--json FILE]\n"
     "       halyard bench engine -m MODEL --serve-sim [--sessions 64] [--requests 2*sessions]\n"
     "         [--rate R] [-p 512] [-n 128] [--range-ratio 0] [--seed 1] [other options as above]\n"
     "Runs the batching engine in this process and reports, for each batch size B, prompt\n"
@@ -61,7 +63,10 @@ static const char usage_text[] =
     "--serve-sim simulates serving: --requests requests of -p random prompt tokens generating -n\n"
     "tokens each (ignore_eos), lengths uniform within +-range-ratio, arriving closed-loop from\n"
     "--sessions concurrent sessions, or open-loop as a Poisson process of --rate requests/s;\n"
-    "reports TTFT, TPOT and end-to-end p50/p90/p99 and aggregate tokens/s.\n";
+    "reports TTFT, TPOT and end-to-end p50/p90/p99 and aggregate tokens/s. With an explicit\n"
+    "--batch, the pp/tg table runs first on the same loaded model (--json then names the table's\n"
+    "file; the simulation's goes to FILE.sim.json). --synth-vocab N gives a synthetic model N\n"
+    "tokens and no tokenizer (no tokenizer file needed).\n";
 
 static void usage(FILE *f) { fputs(usage_text, f); }
 
@@ -90,7 +95,8 @@ static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "-m") == 0 || strcmp(s, "--model") == 0) return (o->model = v) != NULL;
     if (strcmp(s, "--device") == 0) return (o->device = v) != NULL;
     if (strcmp(s, "--json") == 0) return (o->json_path = v) != NULL;
-    if (strcmp(s, "--batch") == 0) return v && parse_batches(o, v);
+    if (strcmp(s, "--batch") == 0) return v && (o->batch_given = parse_batches(o, v));
+    if (strcmp(s, "--synth-vocab") == 0) return hl_cli_parse_int(s, v, 1, 1 << 24, &o->synth_vocab);
     if (strcmp(s, "-p") == 0) return hl_cli_parse_int(s, v, 0, 1 << 20, &o->n_prompt);
     if (strcmp(s, "-n") == 0) return hl_cli_parse_int(s, v, 0, 1 << 20, &o->n_gen);
     if (strcmp(s, "--reps") == 0 || strcmp(s, "-r") == 0)
@@ -151,7 +157,8 @@ static hl_engine *open_engine(const eng_opts *o, hl_error *err) {
     p.prefix_cache = false; // random prompts never share blocks; measure compute, not the cache
     int max_b = 1;
     for (int i = 0; i < o->n_batch; i++) max_b = o->batch[i] > max_b ? o->batch[i] : max_b;
-    p.max_seqs = o->sim ? (int)o->sessions : max_b;
+    p.max_seqs = o->sim && o->sessions > max_b ? (int)o->sessions : max_b;
+    p.synth_n_vocab = (int)o->synth_vocab;
     if (o->sim) p.prefix_cache = true; // as a server runs it (random prompts share nothing anyway)
     if (o->chunk > 0) p.max_batched_tokens = (int)o->chunk;
     if (p.max_batched_tokens < p.max_seqs) p.max_batched_tokens = p.max_seqs;
@@ -515,7 +522,7 @@ int hl_bench_engine(int argc, char **argv) {
         fprintf(stderr, "halyard bench engine: %s\n", err.msg);
         return 1;
     }
-    if (o.sim) {
+    if (o.sim && !o.batch_given) {
         rc = serve_sim(e, &o);
         hl_engine_free(e);
         return rc;
@@ -525,10 +532,19 @@ int hl_bench_engine(int argc, char **argv) {
     eng_result res[2 * MAX_BATCHES];
     int n_res = 0;
     rc = run_all(e, &o, res, &n_res, &err);
-    hl_engine_free(e);
     if (rc != HL_OK) {
         fprintf(stderr, "halyard bench engine: %s\n", err.msg);
+        hl_engine_free(e);
         return 1;
     }
-    return o.json_path ? write_json(&o, res, n_res) : 0;
+    int status = o.json_path ? write_json(&o, res, n_res) : 0;
+    if (o.sim) { // --serve-sim with an explicit --batch: the simulation follows the table
+        char sim_json[1024];
+        eng_opts so = o;
+        if (o.json_path) snprintf(sim_json, sizeof sim_json, "%s.sim.json", o.json_path);
+        so.json_path = o.json_path ? sim_json : NULL;
+        if (serve_sim(e, &so) != 0) status = 1;
+    }
+    hl_engine_free(e);
+    return status;
 }
