@@ -58,7 +58,7 @@ X16_INLINE void unpack(int type, const uint8_t *g, x16_weights *w) {
     if (type == HL_DTYPE_Q4_1) w->m = f16x16(g + 32);
     const uint8_t *q = g + quant_offset(type);
     if (type == HL_DTYPE_Q8_0) {
-        for (int c = 0; c < 8; c++) w->v[c] = _mm512_loadu_si512((const void *)(q + 64 * c));
+        _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) w->v[c] = _mm512_loadu_si512((const void *)(q + 64 * c));
         return;
     }
     if (type == HL_DTYPE_Q5_0) {
@@ -66,7 +66,7 @@ X16_INLINE void unpack(int type, const uint8_t *g, x16_weights *w) {
         // ternlog 0xEC = (h & 0x10) | nibble.
         const __m512i h = _mm512_loadu_si512((const void *)(g + 32)), b4 = _mm512_set1_epi8(0x10);
         const __m512i m4 = _mm512_set1_epi8(0x0F);
-        for (int c = 0; c < 4; c++) {
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
             const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * c));
             const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             w->v[c] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(h, 4 - c), lo, b4, 0xEC);
@@ -74,7 +74,7 @@ X16_INLINE void unpack(int type, const uint8_t *g, x16_weights *w) {
         }
         return;
     }
-    for (int c = 0; c < 4; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
         const __m512i v = _mm512_loadu_si512((const void *)(q + 64 * c));
         w->v[c] = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
         w->v[4 + c] = _mm512_and_si512(v, _mm512_set1_epi8((char)0xF0));
@@ -86,11 +86,11 @@ X16_INLINE __m512 block_dot(int type, const x16_weights *w, const hl_q8_block *y
     __m512i isum;
     if (type == HL_DTYPE_Q8_0 || type == HL_DTYPE_Q5_0) {
         isum = _mm512_set1_epi32((type == HL_DTYPE_Q8_0 ? -128 : -16) * y->sum);
-        for (int c = 0; c < 8; c++) isum = _mm512_dpbusd_epi32(isum, w->v[c], bcast4(y->qs + 4 * c));
+        _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) isum = _mm512_dpbusd_epi32(isum, w->v[c], bcast4(y->qs + 4 * c));
     } else {
         __m512i lo = type == HL_DTYPE_Q4_0 ? _mm512_set1_epi32(-8 * y->sum) : _mm512_setzero_si512();
         __m512i hi = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) {
+        _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
             lo = _mm512_dpbusd_epi32(lo, w->v[c], bcast4(y->qs + 4 * c));
             hi = _mm512_dpbusd_epi32(hi, w->v[4 + c], bcast4(y->qs + 16 + 4 * c));
         }
@@ -128,10 +128,12 @@ X16_INLINE void rows_type(const hl_matmul_args *a, int type, int64_t r0, int64_t
         const int n_rows = (int)(r1 - g * 16 < 16 ? r1 - g * 16 : 16);
         int t0 = 0;
         for (; t0 + X16_TILE <= a->n; t0 += X16_TILE) tile(a, type, g, t0, X16_TILE, n_rows);
-        const int rest = a->n - t0;
-        if (rest == 1) tile(a, type, g, t0, 1, n_rows);
-        else if (rest == 2) tile(a, type, g, t0, 2, n_rows);
-        else if (rest == 3) tile(a, type, g, t0, 3, n_rows);
+        switch (a->n - t0) { // the tail tile, with its size known to the compiler
+        case 1: tile(a, type, g, t0, 1, n_rows); break;
+        case 2: tile(a, type, g, t0, 2, n_rows); break;
+        case 3: tile(a, type, g, t0, 3, n_rows); break;
+        default: break;
+        }
     }
 }
 
