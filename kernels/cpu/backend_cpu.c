@@ -301,6 +301,8 @@ typedef struct rope_args {
     const hl_kv_geom *geom;
     const hl_batch *batch;
     const hl_rope *rope;
+    const hl_vec_ops *vec;
+    double base[MAX_HEAD_DIM / 2]; // theta^(-2j / n_rot), computed once per op
 } rope_args;
 
 // Rotates x[0..head_dim) by the angles whose cos/sin are cs/sn (n_rot / 2 of each).
@@ -314,13 +316,12 @@ static void rotate(float *x, const float *cs, const float *sn, const hl_rope *ro
     }
 }
 
-static void kv_put(void *base, int kv_type, size_t at, const float *src, int n) {
+static void kv_put(const hl_vec_ops *vec, void *base, int kv_type, size_t at, const float *src, int n) {
     if (kv_type == HL_DTYPE_F32) {
         memcpy((float *)base + at, src, (size_t)n * sizeof(float));
         return;
     }
-    uint16_t *dst = (uint16_t *)base + at;
-    for (int i = 0; i < n; i++) dst[i] = hl_f32_to_f16(src[i]);
+    vec->to_f16((uint16_t *)base + at, src, n);
 }
 
 static inline size_t kv_at(const hl_kv_geom *g, int32_t slot, int h) {
@@ -332,7 +333,7 @@ static void rope_token(const rope_args *a, int i, float *cs, float *sn, float *t
     const hl_rope *r = a->rope;
     const int hd = a->geom->head_dim;
     for (int j = 0; j < r->n_rot / 2; j++) { // angles in double: positions reach 10^5+
-        double angle = a->batch->pos[i] * (double)r->freq_scale * pow(r->theta, -2.0 * j / r->n_rot);
+        double angle = a->batch->pos[i] * (double)r->freq_scale * a->base[j];
         if (r->freq_factors) angle /= r->freq_factors[j];
         cs[j] = (float)cos(angle);
         sn[j] = (float)sin(angle);
@@ -343,8 +344,8 @@ static void rope_token(const rope_args *a, int i, float *cs, float *sn, float *t
         const size_t at = kv_at(a->geom, a->batch->slot[i], h);
         memcpy(tmp, row_f32(a->k, i) + (size_t)h * hd, (size_t)hd * sizeof(float));
         rotate(tmp, cs, sn, r);
-        kv_put(a->kv->k, a->geom->kv_type, at, tmp, hd);
-        kv_put(a->kv->v, a->geom->kv_type, at, row_f32(a->v, i) + (size_t)h * hd, hd);
+        kv_put(a->vec, a->kv->k, a->geom->kv_type, at, tmp, hd);
+        kv_put(a->vec, a->kv->v, a->geom->kv_type, at, row_f32(a->v, i) + (size_t)h * hd, hd);
     }
 }
 
@@ -360,7 +361,8 @@ static void cpu_rope_kv(hl_backend *be, hl_tensor *q, const hl_tensor *k, const 
                         const hl_kv_layer *kv, const hl_kv_geom *geom, const hl_batch *batch,
                         const hl_rope *rope) {
     HL_ASSERT(geom->head_dim <= MAX_HEAD_DIM && rope->n_rot <= geom->head_dim);
-    rope_args a = {q, k, v, kv, geom, batch, rope};
+    rope_args a = {q, k, v, kv, geom, batch, rope, ctx_of(be)->vec, {0}};
+    for (int j = 0; j < rope->n_rot / 2; j++) a.base[j] = pow(rope->theta, -2.0 * j / rope->n_rot);
     run(ctx_of(be), rope_fn, &a, (int64_t)batch->n_tokens * (q->ne[0] + 2 * k->ne[0]) * 4);
 }
 

@@ -33,7 +33,11 @@ static float sum_sq(const float *x, int n) {
     return s;
 }
 
-static const hl_vec_ops scalar_ops = {dot_f16, dot_f32, axpy_f16, axpy_f32, scale, sum_sq};
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    for (int i = 0; i < n; i++) dst[i] = hl_f32_to_f16(src[i]);
+}
+
+static const hl_vec_ops scalar_ops = {dot_f16, dot_f32, axpy_f16, axpy_f32, scale, sum_sq, to_f16};
 
 const hl_vec_ops *hl_vec_get(int isa) {
 #if defined(__x86_64__)

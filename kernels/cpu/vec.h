@@ -17,6 +17,7 @@ typedef struct hl_vec_ops {
     void (*axpy_f32)(float *y, float a, const float *x, int n);
     void (*scale)(float *y, float a, int n);                        // y *= a
     float (*sum_sq)(const float *x, int n);                         // sum x[i]²
+    void (*to_f16)(uint16_t *dst, const float *src, int n);         // hl_f32_to_f16, bit for bit
 } hl_vec_ops;
 
 // The primitives for an ISA level (enum hl_cpu_isa); static storage, never NULL.

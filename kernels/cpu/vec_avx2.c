@@ -58,6 +58,14 @@ static void scale(float *y, float a, int n) {
 
 static float sum_sq(const float *x, int n) { return dot_f32(x, x, n); }
 
-static const hl_vec_ops avx2_ops = {dot_f16, dot_f32, axpy_f16, axpy_f32, scale, sum_sq};
+// vcvtps2ph rounds to nearest even like hl_f32_to_f16 (subnormals, overflow to inf, NaN kept).
+static void to_f16(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = hl_f32_to_f16(src[i]);
+}
+
+static const hl_vec_ops avx2_ops = {dot_f16, dot_f32, axpy_f16, axpy_f32, scale, sum_sq, to_f16};
 
 const hl_vec_ops *hl_vec_avx2_ops(void) { return &avx2_ops; }
