@@ -823,9 +823,11 @@ static void sum_rows(double *sum, const float *rows, int n, int dim) {
 static void embed_store(hl_engine *e, embed_job *j, int i, const double *sum, const float *last_row) {
     const int dim = e->model->cfg.dim, n = input_len(j, i);
     float *v = j->out + (size_t)i * (size_t)dim;
-    if (j->p.pooling == HL_POOLING_LAST) memcpy(v, last_row, sizeof(float) * (size_t)dim);
-    else
+    if (j->p.pooling == HL_POOLING_LAST) {
+        memcpy(v, last_row, sizeof(float) * (size_t)dim);
+    } else {
         for (int d = 0; d < dim; d++) v[d] = (float)(sum[d] / n);
+    }
     if (j->p.normalize) hl_embed_l2_normalize(v, dim);
 }
 
@@ -899,15 +901,16 @@ static int embed_buffers(hl_engine *e, hl_error *err) {
     return HL_OK;
 }
 
-// One forward pass (or one long input) of the oldest live job, between two generation steps;
-// ends the job when it is done, cancelled or failed.
+// Ends every cancelled job at once (not only the oldest: a client that went away frees its
+// job without waiting for the jobs before it), then runs one forward pass (or one long input) of
+// the oldest live job, between two generation steps; ends that job when it is done or failed.
 static void embed_step(hl_engine *e) {
+    for (embed_job *c = e->embed_live, *next; c; c = next) {
+        next = c->next_job;
+        if (c->cancelled) embed_finish(e, c, HL_FINISH_CANCELLED, NULL);
+    }
     embed_job *j = e->embed_live;
     if (!j) return;
-    if (j->cancelled) {
-        embed_finish(e, j, HL_FINISH_CANCELLED, NULL);
-        return;
-    }
     if (j->t_sched == 0) j->t_sched = hl_time_ms();
     hl_error err = {0};
     int rc = embed_buffers(e, &err);

@@ -11,8 +11,9 @@
 //     the raw ones;
 //   - embedding jobs running between generation steps change no generated token or logprob,
 //     also when the KV pool is too small for both (the job waits), and every block is free after;
-//   - errors: empty / too long input, bad ids, pooling and dim, unknown ids, queue full, cancel,
-//     release without reading, freeing an engine with queued jobs;
+//   - errors: empty / too long input, bad ids, pooling and dim, unknown ids, queue full, cancel
+//     (a cancelled job behind a long one ends at once), release without reading, freeing an
+//     engine with queued jobs;
 //   - server side: every `input` form, each 400, base64 (RFC 4648 vectors) and the response JSON
 //     read back exactly (numbers and base64), text inputs tokenized as completion prompts.
 #include <check.h>
@@ -419,6 +420,24 @@ START_TEST(test_errors) {
     ck_assert(fin == HL_FINISH_CANCELLED || fin == HL_FINISH_STOP);
     ck_assert_int_eq(hl_engine_embed_result(e, id, out, 40, DIM, &err), fin == HL_FINISH_STOP ? HL_OK : HL_ERR_INVAL);
     hl_engine_release(e, id);
+    // a cancelled job queued behind a long one ends at once, not after it
+    int32_t *many = malloc(sizeof(int32_t) * 100 * 100);
+    int long_start[101];
+    make_prompt(many, 100 * 100, 8);
+    for (int i = 0; i <= 100; i++) long_start[i] = i * 100; // 100 inputs of 100 tokens, 4 chunks each
+    uint64_t id_long = 0;
+    ck_assert_int_eq(hl_engine_embed_submit(e, many, long_start, 100, NULL, &id_long, &err), HL_OK);
+    ck_assert_int_eq(hl_engine_embed_submit(e, ids, start, 40, NULL, &id, &err), HL_OK);
+    hl_engine_cancel(e, id);
+    ck_assert_int_eq(wait_job(e, id, NULL), HL_FINISH_CANCELLED);
+    hl_event ev;
+    int n_ev = -1;
+    ck_assert_int_eq(hl_engine_read(e, id_long, &ev, 1, 0, &n_ev, &err), HL_OK);
+    ck_assert_int_eq(n_ev, 0); // the long job is still running
+    ck_assert_int_eq(wait_job(e, id_long, NULL), HL_FINISH_STOP);
+    hl_engine_release(e, id);
+    hl_engine_release(e, id_long);
+    free(many);
     // released without reading; a generation id has no vectors
     ck_assert_int_eq(hl_engine_embed_submit(e, ids, start, 40, NULL, &id, &err), HL_OK);
     hl_engine_release(e, id);
