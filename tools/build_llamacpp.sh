@@ -1,12 +1,13 @@
 #!/bin/sh
 # Builds llama.cpp's own benchmark tools (llama-bench, llama-batched-bench) from the source
 # that the PyPI package llama-cpp-python vendors, with the host's full ISA (GGML_NATIVE),
-# into build/llama.cpp/bin/. They are the peer that docs/BENCHMARKS.md measures halyard against.
+# into build/llama.cpp/cmake/bin/. They are the peer that docs/BENCHMARKS.md measures halyard against.
 #   build_llamacpp.sh        (about 5 minutes on 2 cores)
 set -e
 VERSION=0.3.36
 OUT=build/llama.cpp
-if [ -x "$OUT/bin/llama-bench" ] && [ -x "$OUT/bin/llama-batched-bench" ]; then exit 0; fi
+BIN="$OUT/cmake/bin" # llama.cpp's CMakeLists puts every binary under <build>/bin
+if [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-batched-bench" ]; then exit 0; fi
 command -v cmake >/dev/null || { echo "build_llamacpp: cmake is missing (make deps)" >&2; exit 1; }
 mkdir -p "$OUT"
 SRC=$(mktemp -d)
@@ -18,6 +19,6 @@ tar xzf "$SRC/llama_cpp_python-$VERSION.tar.gz" -C "$SRC"
 LC="$SRC/llama_cpp_python-$VERSION/vendor/llama.cpp"
 cmake -S "$LC" -B "$OUT/cmake" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DBUILD_SHARED_LIBS=OFF -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$(pwd)/$OUT/bin" > "$OUT/cmake.log"
+    -DBUILD_SHARED_LIBS=OFF > "$OUT/cmake.log"
 cmake --build "$OUT/cmake" -j "$(nproc)" --target llama-bench llama-batched-bench >> "$OUT/cmake.log"
-echo "build_llamacpp: $OUT/bin/llama-bench and llama-batched-bench (llama.cpp from llama-cpp-python $VERSION)"
+echo "build_llamacpp: $BIN/llama-bench and $BIN/llama-batched-bench (llama.cpp from llama-cpp-python $VERSION)"
