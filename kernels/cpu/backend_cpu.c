@@ -41,6 +41,25 @@ static void run(cpu_ctx *c, hl_threadpool_fn fn, void *arg, int64_t work) {
     else hl_threadpool_run(c->pool, fn, arg);
 }
 
+// Like run, in more shares than threads when the work is large (one per SHARE_WORK units, up
+// to SHARES_PER_THREAD per thread, at most n_items): a thread that the OS interrupts leaves
+// its unstarted shares to the others. Small ops keep one share per thread (claiming a share
+// costs a cache-line transfer).
+#define SHARES_PER_THREAD 8
+#define SHARE_WORK (1 << 21)
+static void run_shared(cpu_ctx *c, hl_threadpool_fn fn, void *arg, int64_t work, int64_t n_items) {
+    if (work < PARALLEL_MIN) {
+        fn(arg, 0, 1);
+        return;
+    }
+    const int64_t nth = hl_threadpool_n_threads(c->pool);
+    int64_t n = work / SHARE_WORK;
+    n = n < nth * SHARES_PER_THREAD ? n : nth * SHARES_PER_THREAD;
+    n = n > nth ? n : nth;
+    n = n < n_items ? n : n_items;
+    hl_threadpool_run_n(c->pool, fn, arg, (int)(n > 1 ? n : 1));
+}
+
 // ---- memory ----
 
 // 64-byte aligned and zero-filled. calloc rather than posix_memalign + memset: glibc serves
@@ -229,7 +248,7 @@ static void cpu_matmul(hl_backend *be, hl_tensor *out, const hl_tensor *w, const
         .rows = w->ne[1],
     };
     if (arb) run(c, mm_quantize_fn, &a, (int64_t)n * w->ne[0] / 4);
-    run(c, mm_rows_fn, &a, w->ne[0] * w->ne[1] * n);
+    run_shared(c, mm_rows_fn, &a, w->ne[0] * w->ne[1] * n, (w->ne[1] + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS);
 }
 
 // ---- rmsnorm, swiglu, add ----
@@ -465,7 +484,7 @@ static void cpu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, co
     for (int i = 0; i < batch->n_tokens; i++) work += (int64_t)(batch->pos[i] + 1) * n_heads * geom->head_dim;
     if (c->isa >= HL_CPU_ISA_AVX512 && hl_attention_avx512_fits(geom->head_dim, n_heads / geom->n_kv_heads)) {
         hl_attn_args g = {out, q, kv, geom, batch, n_heads, scale};
-        run(c, attn_group_fn, &g, work);
+        run_shared(c, attn_group_fn, &g, work, (int64_t)batch->n_tokens * geom->n_kv_heads);
         return;
     }
     attn_args a = {out, q, kv, geom, batch, n_heads, scale, c->vec};

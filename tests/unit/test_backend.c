@@ -502,6 +502,31 @@ START_TEST(test_threadpool_runs_each_share_once) {
 }
 END_TEST
 
+typedef struct share_probe {
+    int counts[64];
+    int bad_nth;
+} share_probe;
+
+static void share_fn(void *arg, int ith, int nth) {
+    share_probe *p = arg;
+    __atomic_add_fetch(&p->counts[ith], 1, __ATOMIC_RELAXED);
+    if (nth != 37) __atomic_add_fetch(&p->bad_nth, 1, __ATOMIC_RELAXED);
+}
+
+// run_n: every share exactly once per run, whatever the thread count, with back-to-back runs
+// (a late worker must never run a share of a finished run).
+START_TEST(test_threadpool_run_n_shares) {
+    for (int n = 1; n <= 4; n++) {
+        hl_threadpool *pool = hl_threadpool_create(n, NULL);
+        share_probe p = {{0}, 0};
+        for (int it = 0; it < 3000; it++) hl_threadpool_run_n(pool, share_fn, &p, 37);
+        for (int i = 0; i < 64; i++) ck_assert_int_eq(p.counts[i], i < 37 ? 3000 : 0);
+        ck_assert_int_eq(p.bad_nth, 0);
+        hl_threadpool_free(pool);
+    }
+}
+END_TEST
+
 START_TEST(test_cpu_features_and_override) {
     for (int i = 0; i < HL_CPU_ISA_COUNT; i++)
         ck_assert_int_eq(hl_cpu_features_from_name(hl_cpu_features_name(i)), i);
@@ -555,6 +580,7 @@ Suite *backend_suite(void) {
     tcase_add_test(tc, test_rope_kv);
     tcase_add_test(tc, test_attention_mixed_batch);
     tcase_add_test(tc, test_threadpool_runs_each_share_once);
+    tcase_add_test(tc, test_threadpool_run_n_shares);
     tcase_add_test(tc, test_cpu_features_and_override);
     tcase_add_test(tc, test_upload_weight_errors);
     suite_add_tcase(s, tc);
