@@ -150,6 +150,7 @@ tsan:
 	CK_RUN_SUITE=engine HALYARD_STRESS_REQUESTS=$${HALYARD_STRESS_REQUESTS:-60} TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
 	CK_RUN_SUITE=sched TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
 	CK_RUN_SUITE=kv_cache TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
+	CK_RUN_SUITE=embed TSAN_OPTIONS=halt_on_error=1 ./build/tsan/test_unit
 
 fuzz:
 	@sh tests/fuzz/build.sh

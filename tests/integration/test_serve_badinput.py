@@ -93,7 +93,8 @@ CASES = [
     ("completions token out of vocab", "POST", "/v1/completions", {"prompt": [10**9], "max_tokens": 2}, 400),
     ("completions negative token", "POST", "/v1/completions", {"prompt": [-1], "max_tokens": 2}, 400),
     ("detokenize bad ids", "POST", "/detokenize", {"tokens": ["a"]}, 400),
-    ("embeddings unavailable", "POST", "/v1/embeddings", {"model": "default", "input": "x"}, 501),
+    ("embeddings empty input", "POST", "/v1/embeddings", {"model": "default", "input": ""}, 400),
+    ("embeddings wrong input type", "POST", "/v1/embeddings", {"model": "default", "input": {"a": 1}}, 400),
 ]
 
 ANTHROPIC_CASES = [
