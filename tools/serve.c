@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "server/auth.h"
@@ -26,6 +28,7 @@ typedef struct serve_args {
     const char *chat_template;
     double drain_s;
     double rpm, tpm;
+    cJSON *config; // owned: --config FILE; option strings point into it
 } serve_args;
 
 static void usage(FILE *f) {
@@ -58,7 +61,10 @@ static void usage(FILE *f) {
             "  --chat-template NAME      built-in template (%s) instead of the model's\n"
             "  --connection-timeout N    close connections idle this many seconds (default 15)\n"
             "  --drain-seconds N         grace period for in-flight requests on SIGTERM (default 30)\n"
-            "  --no-access-log           no JSON line per request on stdout\n",
+            "  --no-access-log           no JSON line per request on stdout\n"
+            "  --config FILE             JSON object of these options without the dashes, e.g.\n"
+            "                            {\"port\": 8080, \"max-seqs\": 32, \"no-access-log\": true};\n"
+            "                            options on the command line override the file\n",
             HL_CHAT_NAMES);
 }
 
@@ -141,28 +147,90 @@ static bool parse_opt(serve_args *a, const char *opt, const char *v) {
     return true;
 }
 
+// A flag (an option without a value); false when opt is not one.
+static bool parse_flag(serve_args *a, const char *opt) {
+    if (strcmp(opt, "--no-access-log") == 0) a->http.log_fd = -1;
+    else if (strcmp(opt, "--no-graphs") == 0) a->engine.graphs = false;
+    else return false;
+    return true;
+}
+
+// One key of the --config object, as if "--key value" had been given.
+static bool parse_config_item(serve_args *a, const cJSON *item) {
+    char opt[80];
+    if (strlen(item->string) > 64 || strcmp(item->string, "config") == 0) {
+        fprintf(stderr, "halyard serve: --config: unknown option '%.64s'\n", item->string);
+        return false;
+    }
+    bool short_opt = strcmp(item->string, "m") == 0 || strcmp(item->string, "t") == 0;
+    snprintf(opt, sizeof opt, "%s%s", short_opt ? "-" : "--", item->string);
+    if (cJSON_IsBool(item)) {
+        if (cJSON_IsTrue(item) && !parse_flag(a, opt)) {
+            fprintf(stderr, "halyard serve: --config: '%s' is not a flag\n", item->string);
+            return false;
+        }
+        return true;
+    }
+    if (cJSON_IsString(item)) return parse_opt(a, opt, item->valuestring);
+    if (!cJSON_IsNumber(item)) {
+        fprintf(stderr, "halyard serve: --config: '%s' must be a string, number or boolean\n",
+                item->string);
+        return false;
+    }
+    char num[64];
+    double v = item->valuedouble;
+    if (v == (double)(long long)v) snprintf(num, sizeof num, "%lld", (long long)v);
+    else snprintf(num, sizeof num, "%.17g", v);
+    return parse_opt(a, opt, num);
+}
+
+// Applies --config FILE (a JSON object of options) before the command line, so flags win.
+static int load_config(serve_args *a, const char *path) {
+    hl_error err = {0};
+    char *text = hl_read_file(path, 1u << 20, NULL, &err);
+    if (!text) {
+        fprintf(stderr, "halyard serve: --config: %s\n", err.msg);
+        return 2;
+    }
+    a->config = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(a->config)) {
+        fprintf(stderr, "halyard serve: --config %s: not a JSON object\n", path);
+        return 2;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, a->config) {
+        if (!parse_config_item(a, item)) return 2;
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, serve_args *a) {
     a->http = hl_server_default_params();
     a->http.served_model_name = NULL;
     a->engine = hl_engine_default_params();
     a->drain_s = 30;
+    a->config = NULL;
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--config") != 0) continue;
+        int rc = load_config(a, argv[i + 1]);
+        if (rc) return rc;
+        break;
+    }
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
             usage(stdout);
             return 1;
         }
-        if (strcmp(s, "--no-access-log") == 0) {
-            a->http.log_fd = -1;
-            continue;
-        }
-        if (strcmp(s, "--no-graphs") == 0) {
-            a->engine.graphs = false;
-            continue;
-        }
+        if (parse_flag(a, s)) continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "halyard serve: %s needs a value\n", s);
             return 2;
+        }
+        if (strcmp(s, "--config") == 0) {
+            i++; // applied first, above
+            continue;
         }
         if (!parse_opt(a, s, argv[++i])) return 2;
     }
@@ -230,7 +298,10 @@ static void drain(hl_server *s, const sigset_t *set, double grace_s) {
 int hl_cmd_serve(int argc, char **argv) {
     serve_args a;
     int rc = parse_args(argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) {
+        cJSON_Delete(a.config);
+        return rc == 1 ? 0 : rc;
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -238,7 +309,10 @@ int hl_cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL); // before any thread starts: they inherit the mask
     signal(SIGPIPE, SIG_IGN);
     hl_auth *auth = load_auth(&a);
-    if (!auth) return 1;
+    if (!auth) {
+        cJSON_Delete(a.config);
+        return 1;
+    }
     hl_metrics *metrics = hl_metrics_create();
     hl_error err = {0};
     hl_server *srv = hl_server_create(&a.http, auth, metrics, &err);
@@ -272,6 +346,7 @@ done:
     hl_chat_template_free(tmpl);
     hl_metrics_free(metrics);
     hl_auth_free(auth);
+    cJSON_Delete(a.config);
     if (rc == 0) fprintf(stderr, "halyard serve: stopped\n");
     return rc;
 }
