@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 int hl_errorf(hl_error *err, int code, const char *fmt, ...) {
@@ -181,6 +183,14 @@ uint16_t hl_f32_to_bf16(float f) {
 }
 
 // ---- files ----
+
+void hl_mmap_dontneed(const void *p, size_t n_bytes) {
+    if (n_bytes == 0) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)p & ~(page - 1);
+    uintptr_t end = ((uintptr_t)p + n_bytes + page - 1) & ~(page - 1);
+    madvise((void *)start, end - start, MADV_DONTNEED); // advice only: failure changes nothing
+}
 
 char *hl_read_file(const char *path, size_t max_bytes, size_t *n_bytes, hl_error *err) {
     FILE *f = fopen(path, "rb");

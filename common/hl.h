@@ -121,6 +121,12 @@ static inline void hl_wr_u64(uint8_t *p, uint64_t v) {
 }
 
 // ---- files ----
+// Tells the kernel that the pages of a read-only file mapping covering [p, p + n_bytes) are not
+// needed any more (they are re-read from the file if touched again). Lets model loading drop
+// the file's pages once a weight has been copied into backend memory, so peak memory is the
+// weights once, not twice. No-op for n_bytes == 0.
+void hl_mmap_dontneed(const void *p, size_t n_bytes);
+
 // Reads a whole file into a NUL-terminated heap buffer (caller frees). NULL + err on failure
 // or when the file is larger than max_bytes.
 char *hl_read_file(const char *path, size_t max_bytes, size_t *n_bytes, hl_error *err);

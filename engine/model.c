@@ -265,6 +265,8 @@ static int upload(const loader *ld, hl_backend *be, const char *name, enum hl_op
         rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "tensor %s: the %s backend cannot run %s weights", name,
                        be->ops->name, hl_quant_name(s.type));
     if (rc == HL_OK) rc = be->ops->upload_weight(be, out, s.type, s.ne, s.data, err);
+    // The backend holds its own copy now: drop the file's pages so the weights are not resident twice.
+    if (!s.owned) hl_mmap_dontneed(s.data, s.n_bytes);
     *n_bytes += s.n_bytes;
     free(s.owned);
     return rc;
