@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -206,11 +207,11 @@ static int load_config(serve_args *a, const char *path) {
 }
 
 static int parse_args(int argc, char **argv, serve_args *a) {
+    memset(a, 0, sizeof *a);
     a->http = hl_server_default_params();
     a->http.served_model_name = NULL;
     a->engine = hl_engine_default_params();
     a->drain_s = 30;
-    a->config = NULL;
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--config") != 0) continue;
         int rc = load_config(a, argv[i + 1]);
