@@ -107,7 +107,13 @@ static void add_tensor(cJSON *tensors, cJSON *by_type, const char *name, int typ
     cJSON_SetNumberValue(bytes, bytes->valuedouble + (double)n_bytes);
 }
 
-static double add_memory(cJSON *doc, const hl_model_config *c, double weight_bytes, int64_t ctx) {
+// Weights + fp16 KV cache at ctx; the weight bytes are the sum of the bytes_by_type table.
+static void add_memory(cJSON *doc, const hl_model_config *c, int64_t ctx) {
+    double weight_bytes = 0;
+    const cJSON *slot;
+    cJSON_ArrayForEach(slot, cJSON_GetObjectItemCaseSensitive(doc, "bytes_by_type")) {
+        weight_bytes += cJSON_GetObjectItemCaseSensitive(slot, "bytes")->valuedouble;
+    }
     size_t kv = 0;
     hl_error err = {0};
     if (ctx <= 0) ctx = c->n_ctx_train;
@@ -117,7 +123,6 @@ static double add_memory(cJSON *doc, const hl_model_config *c, double weight_byt
     cJSON_AddNumberToObject(m, "weights_bytes", weight_bytes);
     cJSON_AddNumberToObject(m, "kv_cache_bytes_f16", (double)kv);
     cJSON_AddNumberToObject(m, "total_bytes", weight_bytes + (double)kv);
-    return weight_bytes + (double)kv;
 }
 
 static cJSON *collect_gguf(const char *path, int64_t ctx, hl_error *err) {
@@ -142,13 +147,11 @@ static cJSON *collect_gguf(const char *path, int64_t ctx, hl_error *err) {
     cJSON_AddStringToObject(doc, "tensor_check", check == HL_OK ? "ok" : err->msg);
     cJSON *tensors = cJSON_AddArrayToObject(doc, "tensors");
     cJSON *by_type = cJSON_AddObjectToObject(doc, "bytes_by_type");
-    double weight_bytes = 0;
     for (int64_t i = 0; i < hl_gguf_n_tensors(g); i++) {
         const hl_gguf_tensor *t = hl_gguf_tensor_at(g, i);
         add_tensor(tensors, by_type, t->name, t->type, t->n_dims, t->ne, t->n_bytes);
-        weight_bytes += (double)t->n_bytes;
     }
-    add_memory(doc, &cfg, weight_bytes, ctx);
+    add_memory(doc, &cfg, ctx);
     hl_gguf_free(g);
     return doc;
 }
@@ -170,13 +173,11 @@ static cJSON *collect_safetensors(const char *path, int64_t ctx, hl_error *err) 
     cJSON_AddStringToObject(doc, "tensor_check", check == HL_OK ? "ok" : err->msg);
     cJSON *tensors = cJSON_AddArrayToObject(doc, "tensors");
     cJSON *by_type = cJSON_AddObjectToObject(doc, "bytes_by_type");
-    double weight_bytes = 0;
     for (int64_t i = 0; i < hl_safetensors_n_tensors(st); i++) {
         const hl_safetensors_tensor *t = hl_safetensors_tensor_at(st, i);
         add_tensor(tensors, by_type, t->name, t->dtype, t->n_dims, t->ne, t->n_bytes);
-        weight_bytes += (double)t->n_bytes;
     }
-    add_memory(doc, &cfg, weight_bytes, ctx);
+    add_memory(doc, &cfg, ctx);
     hl_safetensors_free(st);
     return doc;
 }
