@@ -9,8 +9,10 @@
 //
 // Contracts shared by every op: the caller (engine/llama.c) has checked shapes; tensors
 // are row-major with ne[0] the contiguous dimension; activations are F32 unless said
-// otherwise; ops are queued on the backend and complete in order; results are visible
-// to the host after download() or sync(). Unsupported (op, type) pairs are rejected at
+// otherwise and may be column views of a wider matrix (row_bytes > ne[0] * 4: the fused
+// q/k/v and gate/up outputs), so every op honours the row_bytes of each tensor; ops are
+// queued on the backend and complete in order; results are visible to the host after
+// download() or sync(). Unsupported (op, type) pairs are rejected at
 // load time through supports(), never mid-step.
 //
 //   hl_backend *be = hl_backend_cpu_create(4, &err);
@@ -36,17 +38,27 @@ typedef struct hl_tensor {
 // Where the K/V of every token of one layer lives: a pool of n_blocks blocks, each holding
 // HL_KV_BLOCK tokens for every KV head. Element (block b, head h, token t, dim d) is at
 // ((b * n_kv_heads + h) * HL_KV_BLOCK + t) * head_dim + d.
+//
+// int8 K/V (kv_type HL_DTYPE_I8): each (block, head, token) row of head_dim values is stored as
+// int8 codes with one float scale, symmetric: value = code * scale. The writer (rope_kv)
+// computes amax = max |x| over the row, scale = amax / 127, and code = rintf(x * (127 / amax))
+// (nearest, ties to even; 0 when amax is 0), which lies in [-127, 127]. The scales of row
+// (b, h, t) are at k_scale / v_scale[(b * n_kv_heads + h) * HL_KV_BLOCK + t].
 typedef struct hl_kv_layer {
     void *k;            // (n_blocks, n_kv_heads, HL_KV_BLOCK, head_dim) of kv_type
     void *v;            // same shape
+    float *k_scale;     // int8 only: (n_blocks, n_kv_heads, HL_KV_BLOCK) row scales; else NULL
+    float *v_scale;     // same for V
 } hl_kv_layer;
 
 typedef struct hl_kv_geom {
     int n_blocks;
     int n_kv_heads;
     int head_dim;
-    int kv_type;        // HL_DTYPE_F16 (default) or HL_DTYPE_F32; int8 later
+    int kv_type;        // HL_DTYPE_F16 (default), HL_DTYPE_F32 or HL_DTYPE_I8 (see above)
 } hl_kv_geom;
+
+#define HL_TOPK_MAX 256 // most candidates the topk op returns per row
 
 // The token layout of one step. Tokens of a sequence are contiguous and in position order.
 // All arrays are host memory, borrowed for the duration of the op call (the CUDA backend
@@ -80,6 +92,8 @@ enum hl_op {
     HL_OP_SWIGLU,
     HL_OP_ADD,
     HL_OP_GET_ROWS,
+    HL_OP_ADD_RMSNORM,
+    HL_OP_TOPK,
     HL_OP_COUNT
 };
 
@@ -129,6 +143,10 @@ typedef struct hl_backend_ops {
     void (*add)(hl_backend *be, hl_tensor *out, const hl_tensor *a, const hl_tensor *b);
     // out (n, ne0) = rows[0..n) of x: picks the tokens whose logits are needed.
     void (*get_rows)(hl_backend *be, hl_tensor *out, const hl_tensor *x, const int32_t *rows, int n);
+    // The residual add fused with the next norm, row by row: x += y (skipped when y is NULL),
+    // then out = x / rms(x) * w (w: F32 of ne0). out must not alias x or y.
+    void (*add_rmsnorm)(hl_backend *be, hl_tensor *out, hl_tensor *x, const hl_tensor *y, const hl_tensor *w,
+                        float eps);
 
     int (*sync)(hl_backend *be, hl_error *err); // waits for queued work
 
@@ -151,6 +169,15 @@ typedef struct hl_backend_ops {
     int (*graph_restage)(hl_backend *be, hl_backend_graph *g, hl_error *err);
     int (*graph_launch)(hl_backend *be, hl_backend_graph *g, hl_error *err);
     void (*graph_free)(hl_backend *be, hl_backend_graph *g); // accepts NULL
+    // Top-k candidates of logit rows, so that sampling does not download whole rows. For each
+    // row r of x (n_rows = x.ne[1], ncols = x.ne[0], F32): vals row r (k F32) gets its k largest
+    // values in descending order (equal values: lower column first), ids row r (k int32 stored
+    // in an hl_tensor of type HL_DTYPE_I32) their columns, and lse (n_rows x 1 F32) the row's
+    // log-sum-exp, log Σ_j exp(x[r][j]) computed as max + log Σ exp(x - max) (-inf when every
+    // value is -inf; NaN when the row holds a NaN or +inf, which the caller must reject).
+    // 1 <= k <= min(HL_TOPK_MAX, ncols). NaN values are never among the candidates. Capturable
+    // in a graph like the other ops.
+    void (*topk)(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k);
     // Named profiler ranges (NVTX on CUDA) around a step or a layer; ranges nest.
     void (*range_push)(hl_backend *be, const char *name);
     void (*range_pop)(hl_backend *be);
