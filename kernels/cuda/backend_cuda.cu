@@ -660,9 +660,9 @@ static void cu_range_pop(hl_backend *be) {
 static const hl_backend_ops cuda_ops = {
     "cuda", cu_free, cu_alloc, cu_release, cu_upload, cu_download, cu_supports, cu_upload_weight,
     cu_release_weight, cu_embed, cu_matmul, cu_rmsnorm, cu_rope_kv, cu_attention, cu_swiglu, cu_add,
-    cu_get_rows, cu_sync,
+    cu_get_rows, NULL /* add_rmsnorm */, cu_sync,
     cu_mem_info, hl_backend_cuda_synth_weight, hl_backend_cuda_graph_begin, cu_graph_end, cu_graph_restage,
-    cu_graph_launch, cu_graph_free, cu_range_push, cu_range_pop,
+    cu_graph_launch, cu_graph_free, NULL /* topk */, cu_range_push, cu_range_pop,
 };
 
 static int ctx_init(cuda_ctx *c, int device, hl_error *err) {
