@@ -169,8 +169,10 @@ static bool cu_supports(hl_backend *be, enum hl_op op, int type) {
     (void)be;
     switch (op) {
     case HL_OP_EMBED: case HL_OP_MATMUL: return weight_type_ok(type);
-    case HL_OP_ROPE_KV: case HL_OP_ATTENTION: return type == HL_DTYPE_F16;
-    case HL_OP_RMSNORM: case HL_OP_SWIGLU: case HL_OP_ADD: case HL_OP_GET_ROWS: return type == HL_DTYPE_F32;
+    case HL_OP_ROPE_KV: case HL_OP_ATTENTION: return type == HL_DTYPE_F16 || type == HL_DTYPE_I8;
+    case HL_OP_TOPK: return type == HL_DTYPE_F32;
+    case HL_OP_RMSNORM: case HL_OP_SWIGLU: case HL_OP_ADD: case HL_OP_GET_ROWS: case HL_OP_ADD_RMSNORM:
+        return type == HL_DTYPE_F32;
     default: return false;
     }
 }
@@ -402,20 +404,24 @@ static void cu_rope_kv(hl_backend *be, hl_tensor *q, const hl_tensor *k, const h
     a.k = (const float *)k->data, a.ldk = ld_of(k);
     a.v = (const float *)v->data, a.ldv = ld_of(v);
     a.kc = kv->k, a.vc = kv->v;
+    a.k_scale = kv->k_scale, a.v_scale = kv->v_scale;
     a.n_tokens = batch->n_tokens;
     a.head_dim = geom->head_dim;
     a.n_heads = (int)(q->ne[0] / geom->head_dim);
     a.n_kv_heads = geom->n_kv_heads;
     a.n_rot = rope->n_rot;
     a.neox = rope->neox;
-    a.kv_f16 = geom->kv_type == HL_DTYPE_F16;
+    a.kv_type = geom->kv_type == HL_DTYPE_I8    ? HL_CUDA_KV_I8
+                : geom->kv_type == HL_DTYPE_F16 ? HL_CUDA_KV_F16
+                                                : HL_CUDA_KV_F32;
     a.theta = rope->theta;
     a.freq_scale = rope->freq_scale;
     hl_cuda_rope_kv(c->stream, &a);
 }
 
-// Decode list (sequences with one new token) and prefill tiles (the others), host side.
-static void attn_plan(const hl_batch *b, int G, int32_t *dec, int *n_dec, int32_t *pf, int *n_pf) {
+// Decode list (sequences with one new token) and prefill tiles of `rows` rows (the others),
+// host side.
+static void attn_plan(const hl_batch *b, int G, int rows, int32_t *dec, int *n_dec, int32_t *pf, int *n_pf) {
     *n_dec = 0;
     *n_pf = 0;
     for (int s = 0; s < b->n_seqs; s++) {
@@ -426,7 +432,7 @@ static void attn_plan(const hl_batch *b, int G, int32_t *dec, int *n_dec, int32_
             (*n_dec)++;
             continue;
         }
-        for (int row0 = 0; row0 < n_tok * G; row0 += 16) {
+        for (int row0 = 0; row0 < n_tok * G; row0 += rows) {
             int32_t *it = pf + 4 * (*n_pf)++;
             it[0] = s, it[1] = first, it[2] = n_tok, it[3] = row0;
         }
@@ -437,11 +443,11 @@ static void cu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, con
                          const hl_kv_geom *geom, const hl_batch *batch, int n_heads, float scale) {
     cuda_ctx *c = cuda_ctx_of(be);
     nvtx_range r("attention");
-    const int G = n_heads / geom->n_kv_heads;
+    const int G = n_heads / geom->n_kv_heads, pf_rows = hl_cuda_attn_prefill_rows(geom->head_dim);
     int n_dec, n_pf;
     int32_t *dec = (int32_t *)hl_xmalloc((size_t)(2 * batch->n_seqs + 1) * 4);
-    int32_t *pf = (int32_t *)hl_xmalloc((size_t)(4 * (batch->n_tokens * G / 16 + batch->n_seqs) + 4) * 4);
-    attn_plan(batch, G, dec, &n_dec, pf, &n_pf);
+    int32_t *pf = (int32_t *)hl_xmalloc((size_t)(4 * (batch->n_tokens * G / pf_rows + batch->n_seqs) + 4) * 4);
+    attn_plan(batch, G, pf_rows, dec, &n_dec, pf, &n_pf);
     // dec_tok follows dec_seq at n_seqs; compact so one copy carries both
     memmove(dec + n_dec, dec + batch->n_seqs, (size_t)n_dec * 4);
     hl_cuda_attn_args a;
@@ -457,6 +463,8 @@ static void cu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, con
     a.out = (float *)out->data, a.ldo = ld_of(out);
     a.q = (const float *)q->data, a.ldq = ld_of(q);
     a.kc = kv->k, a.vc = kv->v;
+    a.k_scale = kv->k_scale, a.v_scale = kv->v_scale;
+    a.kv_i8 = geom->kv_type == HL_DTYPE_I8;
     a.max_blocks = batch->max_blocks;
     a.n_heads = n_heads;
     a.n_kv_heads = geom->n_kv_heads;
@@ -471,7 +479,18 @@ static void cu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, con
         a.ws = (float *)hl_cuda_scratch(c, (void **)&c->ws, &c->ws_bytes,
                                         (size_t)n_dec * (size_t)n_heads * (size_t)a.n_splits * (size_t)(a.head_dim + 2) * 4);
     a.n_pf = n_pf;
+    a.pf_rows = pf_rows;
     hl_cuda_attention(c->stream, &a);
+}
+
+static void cu_add_rmsnorm(hl_backend *be, hl_tensor *out, hl_tensor *x, const hl_tensor *y, const hl_tensor *w,
+                           float eps) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    nvtx_range r("add_rmsnorm");
+    if (c->mode == MODE_RESTAGE) return;
+    hl_cuda_add_rmsnorm(c->stream, (float *)out->data, ld_of(out), (float *)x->data, ld_of(x),
+                        y ? (const float *)y->data : NULL, y ? ld_of(y) : 0, (const float *)w->data, x->ne[1],
+                        x->ne[0], eps);
 }
 
 static void cu_swiglu(hl_backend *be, hl_tensor *out, const hl_tensor *gate, const hl_tensor *up) {
@@ -506,6 +525,19 @@ static void cu_get_rows(hl_backend *be, hl_tensor *out, const hl_tensor *x, cons
     hl_cuda_get_rows(c->stream, tmp, x->ne[0], (const float *)x->data, ld_of(x), d_rows, n, x->ne[0]);
     HL_CUDA_CHECK(cudaMemcpy2DAsync(out->data, out->row_bytes, tmp, row, row, (size_t)n, cudaMemcpyDeviceToDevice,
                                     c->stream));
+}
+
+// ---- topk ----
+
+// No host metadata, so a restage has nothing to record; inside a capture the launch is a node.
+static void cu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    nvtx_range r("topk");
+    HL_ASSERT(k >= 1 && k <= HL_TOPK_MAX && k <= x->ne[0]);
+    if (c->mode == MODE_RESTAGE) return;
+    hl_cuda_topk(c->stream, (float *)vals->data, ld_of(vals), (int32_t *)ids->data,
+                 (int64_t)(ids->row_bytes / sizeof(int32_t)), (float *)lse->data, ld_of(lse),
+                 (const float *)x->data, ld_of(x), x->ne[1], x->ne[0], k);
 }
 
 // ---- graphs ----
@@ -660,9 +692,9 @@ static void cu_range_pop(hl_backend *be) {
 static const hl_backend_ops cuda_ops = {
     "cuda", cu_free, cu_alloc, cu_release, cu_upload, cu_download, cu_supports, cu_upload_weight,
     cu_release_weight, cu_embed, cu_matmul, cu_rmsnorm, cu_rope_kv, cu_attention, cu_swiglu, cu_add,
-    cu_get_rows, NULL /* add_rmsnorm */, cu_sync,
+    cu_get_rows, cu_add_rmsnorm, cu_sync,
     cu_mem_info, hl_backend_cuda_synth_weight, hl_backend_cuda_graph_begin, cu_graph_end, cu_graph_restage,
-    cu_graph_launch, cu_graph_free, NULL /* topk */, cu_range_push, cu_range_pop,
+    cu_graph_launch, cu_graph_free, cu_topk, cu_range_push, cu_range_pop,
 };
 
 static int ctx_init(cuda_ctx *c, int device, hl_error *err) {

@@ -62,6 +62,9 @@ void hl_cuda_act_to_half(hl_cuda_stream s, void *dst, int64_t kp, int64_t tp, co
                          int64_t ldx, int64_t t, int64_t k, int to_bf16);
 void hl_cuda_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, const float *x, int64_t ldx,
                      const float *w, int64_t rows, int64_t n, float eps);
+// x += y (skipped when y is NULL), then out = rmsnorm(x) * w, row by row; out must not alias x or y.
+void hl_cuda_add_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, float *x, int64_t ldx, const float *y,
+                         int64_t ldy, const float *w, int64_t rows, int64_t n, float eps);
 void hl_cuda_swiglu(hl_cuda_stream s, float *out, int64_t ldo, const float *g, int64_t ldg,
                     const float *u, int64_t ldu, int64_t rows, int64_t n);
 void hl_cuda_add(hl_cuda_stream s, float *out, int64_t ldo, const float *a, int64_t lda,
@@ -70,14 +73,20 @@ void hl_cuda_get_rows(hl_cuda_stream s, float *out, int64_t ldo, const float *x,
                       const int32_t *rows, int n, int64_t ncols);
 
 // ---- rope_kv.cu ----
+// Element type of the paged K/V pools (kernels/backend.h: fp16, fp32, or int8 codes with one
+// float scale per (block, head, token) row).
+enum hl_cuda_kv { HL_CUDA_KV_F32 = 0, HL_CUDA_KV_F16 = 1, HL_CUDA_KV_I8 = 2 };
+
 typedef struct hl_cuda_rope_args {
     float *q; int64_t ldq;               // (n_tokens, n_heads * head_dim), rotated in place
     const float *k; int64_t ldk;         // (n_tokens, n_kv_heads * head_dim)
     const float *v; int64_t ldv;
-    void *kc, *vc;                       // paged pools
+    void *kc, *vc;                       // paged pools (n_blocks, n_kv_heads, 16, head_dim) of kv_type
+    float *k_scale, *v_scale;            // int8: (n_blocks, n_kv_heads, 16) row scales; else NULL
     const int32_t *pos, *slot;           // (n_tokens)
     const float *freq_factors;           // (n_rot / 2) or NULL
-    int n_tokens, n_heads, n_kv_heads, head_dim, n_rot, neox, kv_f16;
+    int n_tokens, n_heads, n_kv_heads, head_dim, n_rot, neox;
+    int kv_type;                         // enum hl_cuda_kv; int8 needs head_dim <= 256
     float theta, freq_scale;
 } hl_cuda_rope_args;
 void hl_cuda_rope_kv(hl_cuda_stream s, const hl_cuda_rope_args *a);
@@ -86,7 +95,9 @@ void hl_cuda_rope_kv(hl_cuda_stream s, const hl_cuda_rope_args *a);
 typedef struct hl_cuda_attn_args {
     float *out; int64_t ldo;             // (n_tokens, n_heads * head_dim)
     const float *q; int64_t ldq;
-    const void *kc, *vc;                 // fp16 paged pools
+    const void *kc, *vc;                 // paged pools: fp16, or int8 codes (kv_i8)
+    const float *k_scale, *v_scale;      // int8: (n_blocks, n_kv_heads, 16) row scales; else NULL
+    int kv_i8;                           // 1: int8 pools, value = code * row scale
     const int32_t *pos;                  // (n_tokens)
     const int32_t *block_table;          // (n_seqs, max_blocks)
     int max_blocks, n_heads, n_kv_heads, head_dim;
@@ -96,12 +107,16 @@ typedef struct hl_cuda_attn_args {
     int n_dec;
     int n_splits;                        // chunks of HL_CUDA_ATTN_CHUNK tokens (from max_blocks)
     float *ws;                           // (n_dec, n_heads, n_splits, head_dim + 2) partials
-    // prefill: 16-row tiles (token x head-in-group) of the other sequences
+    // prefill: tiles of pf_rows rows (token x head-in-group) of the other sequences
     const int32_t *pf_item;              // (n_pf, 4): sequence, its first token, its token count, first row
     int n_pf;
+    int pf_rows;                         // hl_cuda_attn_prefill_rows(head_dim)
 } hl_cuda_attn_args;
 #define HL_CUDA_ATTN_CHUNK 256
 void hl_cuda_attention(hl_cuda_stream s, const hl_cuda_attn_args *a);
+// Rows per prefill tile, which also picks the prefill kernel: 64 for head_dim 64 and 128
+// (tensor-core kernel), 16 for the others (scalar fp32 kernel).
+int hl_cuda_attn_prefill_rows(int head_dim);
 
 // ---- matmul.cu ----
 // out (t, ld_out) f32 = x16 (t rows of kp halfs; rows up to t rounded to 64 zero) · wᵀ with w
@@ -124,6 +139,15 @@ void hl_cuda_synth_fill(hl_cuda_stream s, float *dst, int64_t n, uint64_t seed, 
 // engine/quant.c's reference quantizers.
 void hl_cuda_quant_blocks(hl_cuda_stream s, int bits, const float *src, void *dst, int64_t n_blocks);
 void hl_cuda_f32_to_f16(hl_cuda_stream s, const float *src, void *dst, int64_t n);
+
+// ---- topk.cu ----
+// Per row r < rows of x (ncols floats, rows ldx apart): vals[r * ldv + i] / ids[r * ldi + i]
+// for i < k (1 <= k <= HL_TOPK_MAX, k <= ncols) get the k best values and their columns,
+// best first (equal values: lower column first), lse[r * ldl] the row's log-sum-exp (NaN when
+// the row holds a NaN or +inf) — the topk op of kernels/backend.h. One block per row, no
+// scratch memory: capturable in a graph.
+void hl_cuda_topk(hl_cuda_stream s, float *vals, int64_t ldv, int32_t *ids, int64_t ldi, float *lse,
+                  int64_t ldl, const float *x, int64_t ldx, int64_t rows, int64_t ncols, int k);
 
 #ifdef __cplusplus
 }
