@@ -110,6 +110,12 @@ struct hl_engine {
     bool thread_started;
     // engine thread only:
     float *logits;           // (max_seqs, n_vocab)
+    // Steps that sample from top-k candidates (the backend's topk op; see plan_rows):
+    float *tk_vals;          // (max_seqs, tk_k) the rows' best logits
+    int32_t *tk_ids;         // (max_seqs, tk_k) their token ids
+    float *tk_lse;           // (max_seqs) the rows' log-sum-exp
+    bool *tk_full;           // (max_seqs) rows downloaded whole (a sampler needs the full row)
+    int tk_k;                // candidates per row this step; 0: every row whole
     hl_llama_seq *lseqs;     // (max_seqs)
     request *live;           // requests handed over and not finished
     outbox_item *out;        // (cap_out) events of the current step
@@ -135,8 +141,9 @@ struct hl_engine {
 };
 
 hl_engine_params hl_engine_default_params(void) {
-    return (hl_engine_params){.device = "cpu", .kv_cache_fraction = 0.9f, .max_batched_tokens = 512,
-                              .max_seqs = 64, .max_waiting = 1024, .prefix_cache = true, .graphs = true};
+    return (hl_engine_params){.device = "cpu", .kv_cache_fraction = 0.9f, .kv_cache_dtype = HL_DTYPE_F16,
+                              .max_batched_tokens = 512, .max_seqs = 64, .max_waiting = 1024,
+                              .prefix_cache = true, .graphs = true};
 }
 
 hl_request_params hl_request_default_params(void) {
@@ -514,12 +521,22 @@ static void flush(hl_engine *e, const hl_sched_step *st) {
 
 // ---- the step (engine thread) ----
 
+// One logit row as the step delivered it: whole, or as its best candidates.
+typedef struct row_src {
+    const float *logits;     // (n_vocab), or NULL: candidates
+    const float *vals;       // (n) best first
+    const int32_t *ids;      // (n)
+    int n;
+    float lse;
+} row_src;
+
 // Samples choice index of r from its logits row; queues its events.
-static void sample_choice(hl_engine *e, request *r, int index, const float *logits) {
+static void sample_choice(hl_engine *e, request *r, int index, const row_src *src) {
     choice *c = &r->ch[index];
     hl_error err = {0};
     hl_sample_result sr;
-    int rc = hl_sampler_sample(c->sampler, logits, &sr, &err);
+    int rc = src->logits ? hl_sampler_sample(c->sampler, src->logits, &sr, &err)
+                         : hl_sampler_sample_topk(c->sampler, src->vals, src->ids, src->n, src->lse, &sr, &err);
     if (rc == HL_OK) rc = hl_sampler_accept(c->sampler, sr.token, &err);
     if (rc != HL_OK) {
         finish_choice(e, r, index, HL_FINISH_ERROR, err.msg);
@@ -541,11 +558,18 @@ static void sample_choice(hl_engine *e, request *r, int index, const float *logi
 
 // Choice 0 of r has just computed its prompt: fork the other choices off it and sample those
 // that could start now from the same logits (the others recompute through the prefix cache).
-static void fork_choices(hl_engine *e, request *r, const float *logits) {
+static void fork_choices(hl_engine *e, request *r, const row_src *src) {
     r->forked = true;
     for (int i = 1; i < r->n; i++) {
-        if (hl_sched_fork(e->sched, &r->ch[0].seq, &r->ch[i].seq)) sample_choice(e, r, i, logits);
+        if (hl_sched_fork(e->sched, &r->ch[0].seq, &r->ch[i].seq)) sample_choice(e, r, i, src);
     }
+}
+
+// The row of logits number `row` of the step.
+static row_src step_row(const hl_engine *e, int row) {
+    if (e->tk_k == 0 || e->tk_full[row]) return (row_src){.logits = e->logits + (size_t)row * (size_t)e->n_vocab};
+    const size_t at = (size_t)row * (size_t)e->tk_k;
+    return (row_src){.vals = e->tk_vals + at, .ids = e->tk_ids + at, .n = e->tk_k, .lse = e->tk_lse[row]};
 }
 
 static void sample_step(hl_engine *e, const hl_sched_step *st) {
@@ -557,16 +581,45 @@ static void sample_step(hl_engine *e, const hl_sched_step *st) {
             e->step_prompt_tokens += (uint64_t)((end < it->seq->n_prompt ? end : it->seq->n_prompt) - it->n_past);
         }
         if (!it->logits) continue;
-        const float *lg = e->logits + (size_t)row++ * (size_t)e->n_vocab;
+        const row_src src = step_row(e, row++);
         request *r = it->seq->user;
         if (r->n_done == r->n || r->ch[it->seq->index].done) continue;
-        if (it->seq->index == 0 && r->n > 1 && !r->forked) fork_choices(e, r, lg);
-        sample_choice(e, r, it->seq->index, lg);
+        if (it->seq->index == 0 && r->n > 1 && !r->forked) fork_choices(e, r, &src);
+        sample_choice(e, r, it->seq->index, &src);
     }
 }
 
 static void fail_items(hl_engine *e, const hl_sched_step *st, const char *msg) {
     for (int i = 0; i < st->n_items; i++) finish_request(e, st->items[i].seq->user, HL_FINISH_ERROR, msg);
+}
+
+// Candidates the row of choice index of r needs for every choice that samples from it (all of
+// them when it is choice 0's first row and the others fork off it); 0: one needs the whole row.
+static int row_k_needed(const request *r, int index) {
+    const bool fork = index == 0 && r->n > 1 && !r->forked;
+    int k = 0;
+    for (int i = index; i < (fork ? r->n : index + 1); i++) {
+        int ki = 0;
+        if (!hl_sampler_can_use_topk(r->ch[i].sampler, HL_TOPK_MAX, &ki)) return 0;
+        k = ki > k ? ki : k;
+    }
+    return k;
+}
+
+// Decides per logit row of st whether it is downloaded whole or as candidates, and the step's
+// candidates per row (e->tk_k; 0 when no row takes candidates, the backend has no topk op or
+// the engine was told to sample from whole rows).
+static void plan_rows(hl_engine *e, const hl_sched_step *st) {
+    e->tk_k = 0;
+    if (e->p.full_logits || !e->be->ops->topk) return;
+    int row = 0;
+    for (int i = 0; i < st->n_items; i++) {
+        const hl_sched_item *it = &st->items[i];
+        if (!it->logits) continue;
+        const int k = row_k_needed(it->seq->user, it->seq->index);
+        e->tk_full[row++] = k == 0;
+        e->tk_k = k > e->tk_k ? k : e->tk_k;
+    }
 }
 
 // Runs one scheduled step; returns the step (NULL when nothing could run).
@@ -585,7 +638,11 @@ static const hl_sched_step *run_step(hl_engine *e) {
                                      .n_blocks = it->seq->kv.n_blocks, .n_logits = it->logits ? 1 : 0};
     }
     hl_error err = {0};
-    if (hl_llama_forward(e->llama, e->lseqs, st->n_items, e->logits, &err) != HL_OK) {
+    plan_rows(e, st);
+    const int rc = e->tk_k > 0 ? hl_llama_forward_topk(e->llama, e->lseqs, st->n_items, e->tk_k, e->tk_vals, e->tk_ids,
+                                                       e->tk_lse, e->tk_full, e->logits, &err)
+                               : hl_llama_forward(e->llama, e->lseqs, st->n_items, e->logits, &err);
+    if (rc != HL_OK) {
         hl_log(HL_LOG_ERROR, "engine: forward pass failed: %s", err.msg);
         fail_items(e, st, err.msg);
         return st;
@@ -1027,7 +1084,7 @@ static int plan_device_kv(hl_engine *e, size_t block_bytes, int max_ctx, int64_t
 // Sizes the KV pool and creates the cache, the forward context and the scheduler.
 static int setup_cache(hl_engine *e, hl_error *err) {
     const hl_model_config *c = &e->model->cfg;
-    hl_kv_geom g = {.n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .kv_type = HL_DTYPE_F16};
+    hl_kv_geom g = {.n_kv_heads = c->n_kv_heads, .head_dim = c->head_dim, .kv_type = e->p.kv_cache_dtype};
     const size_t block_bytes = hl_kv_cache_block_bytes(c->n_layers, &g);
     const int want_ctx = e->p.max_ctx > 0 ? e->p.max_ctx : (c->n_ctx_train > 0 ? c->n_ctx_train : 2048);
     int64_t n_blocks = (int64_t)e->p.max_seqs * 2048 / HL_KV_BLOCK;
@@ -1065,6 +1122,10 @@ static int load(hl_engine *e, hl_error *err) {
     int rc = setup_cache(e, err);
     if (rc != HL_OK) return rc;
     e->logits = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs * (size_t)e->n_vocab);
+    e->tk_vals = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs * HL_TOPK_MAX);
+    e->tk_ids = hl_xmalloc(sizeof(int32_t) * (size_t)e->p.max_seqs * HL_TOPK_MAX);
+    e->tk_lse = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs);
+    e->tk_full = hl_xcalloc((size_t)e->p.max_seqs, sizeof(bool));
     e->lseqs = hl_xcalloc((size_t)e->p.max_seqs, sizeof(hl_llama_seq));
     return HL_OK;
 }
@@ -1123,6 +1184,10 @@ void hl_engine_free(hl_engine *e) {
     free(e->embed_kv);
     free(e->out);
     free(e->logits);
+    free(e->tk_vals);
+    free(e->tk_ids);
+    free(e->tk_lse);
+    free(e->tk_full);
     free(e->lseqs);
     hl_llama_free(e->llama);
     hl_sched_free(e->sched);

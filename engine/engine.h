@@ -29,12 +29,17 @@ typedef struct hl_engine_params {
     size_t kv_cache_mb;           // CPU: size of the KV block pool; 0: enough for max_seqs x 2048 tokens
     float kv_cache_fraction;      // CUDA: fraction of the device memory free after weights and
                                   // activations that holds KV blocks (default 0.9); kv_cache_mb wins
+    int kv_cache_dtype;           // K/V element type: HL_DTYPE_F16 (default), HL_DTYPE_F32 or HL_DTYPE_I8
+                                  // (int8 codes + a float scale per row: about half of f16's bytes)
     int max_batched_tokens;       // token budget of one step (decodes + prefill chunks); default 512
     int max_seqs;                 // running sequences at most; default 64
     int max_ctx;                  // prompt + output tokens of one sequence at most; 0: the model's
     int max_waiting;              // queued requests beyond which submit says HL_ERR_BUSY; default 1024
     bool prefix_cache;            // reuse cached KV blocks of shared prompt prefixes; default true
     bool graphs;                  // replay decode steps from graphs where the backend can (CUDA); default true
+    // Sample every row from its whole downloaded logits even where the backend's top-k
+    // candidates give the same result (greedy or top_k without bias/penalties). Tests; default false.
+    bool full_logits;
     // Synthetic models only (tests, benchmarks): > 0 makes a model with this many tokens and no
     // tokenizer; the seed of its weights. Default 0, 0.
     int synth_n_vocab;

@@ -13,16 +13,15 @@
 
 // Activation buffers (backend memory), each with room for max_tokens rows.
 typedef struct arena {
-    void *x;      // (T, dim) residual stream
-    void *xb;     // (T, dim) normed input of a block / output of a projection
-    void *q;      // (T, n_heads * head_dim)
-    void *k;      // (T, n_kv_heads * head_dim)
-    void *v;      // (T, n_kv_heads * head_dim)
+    void *x;      // (T, dim) residual stream, less the last block's output (added by the next norm)
+    void *xn;     // (T, dim) normed input of a block
+    void *xb;     // (T, dim) output of a block (o or down projection)
+    void *qkv;    // (T, (n_heads + 2 * n_kv_heads) * head_dim): q, k, v side by side in each row
     void *att;    // (T, n_heads * head_dim) attention output
-    void *gate;   // (T, ffn_dim)
-    void *up;     // (T, ffn_dim)
+    void *gu;     // (T, 2 * ffn_dim): gate, up side by side in each row
     void *hb;     // (T, ffn_dim) swiglu output
-    void *xr;     // (max_logits, dim) rows whose logits are wanted
+    void *xr;     // (max_logits, dim) residual rows whose logits are wanted
+    void *dr;     // (max_logits, dim) the last block's output on those rows
     void *logits; // (max_logits, n_vocab)
 } arena;
 
@@ -44,6 +43,10 @@ struct hl_llama {
     int n_real_rows;        // logit rows the caller asked for (n_rows less graph padding)
     hl_graphs *graphs;      // owned; NULL when the backend has no graphs or they are off
     char (*layer_names)[24]; // (n_layers) profiler range names, "layer 7"
+    // Backend memory of the topk op (hl_llama_forward_topk); NULL when the backend has none.
+    void *tk_vals;          // (max_logits, HL_TOPK_MAX) F32
+    void *tk_ids;           // (max_logits, HL_TOPK_MAX) int32
+    void *tk_lse;           // (max_logits) F32
 };
 
 static hl_tensor act(void *data, int64_t cols, int64_t rows) {
@@ -51,13 +54,19 @@ static hl_tensor act(void *data, int64_t cols, int64_t rows) {
                        .data = data};
 }
 
+// Columns [col0, col0 + cols) of an activation matrix t: a view with t's row stride.
+static hl_tensor cols_view(const hl_tensor *t, int64_t col0, int64_t cols) {
+    return (hl_tensor){.type = HL_DTYPE_F32, .ne = {cols, t->ne[1]}, .row_bytes = t->row_bytes,
+                       .data = (float *)t->data + col0};
+}
+
 static void arena_free(hl_backend *be, arena *a) {
-    void *bufs[] = {a->x, a->xb, a->q, a->k, a->v, a->att, a->gate, a->up, a->hb, a->xr, a->logits};
+    void *bufs[] = {a->x, a->xn, a->xb, a->qkv, a->att, a->gu, a->hb, a->xr, a->dr, a->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->ops->release(be, bufs[i]);
     memset(a, 0, sizeof(*a));
 }
 
-#define N_ARENA 11
+#define N_ARENA 10
 
 // Bytes of each arena buffer, in the order of arena_slots.
 static void arena_sizes(const hl_model_config *c, int T, int R, size_t n_bytes[N_ARENA]) {
@@ -65,9 +74,9 @@ static void arena_sizes(const hl_model_config *c, int T, int R, size_t n_bytes[N
     const size_t qd = (size_t)c->n_heads * (size_t)c->head_dim;
     const size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
     const size_t dim = (size_t)c->dim, ffn = (size_t)c->ffn_dim;
-    const size_t sizes[N_ARENA] = {t * dim * f, t * dim * f, t * qd * f,  t * kvd * f,
-                                   t * kvd * f, t * qd * f,  t * ffn * f, t * ffn * f,
-                                   t * ffn * f, r * dim * f, r * (size_t)c->n_vocab * f};
+    const size_t sizes[N_ARENA] = {t * dim * f,         t * dim * f,     t * dim * f, t * (qd + 2 * kvd) * f,
+                                   t * qd * f,          t * 2 * ffn * f, t * ffn * f, r * dim * f,
+                                   r * dim * f,         r * (size_t)c->n_vocab * f};
     memcpy(n_bytes, sizes, sizeof sizes);
 }
 
@@ -79,8 +88,7 @@ size_t hl_llama_activation_bytes(const hl_model_config *c, int max_tokens, int m
 }
 
 static int arena_alloc(hl_backend *be, arena *a, const hl_model_config *c, int T, int R, hl_error *err) {
-    void **slots[N_ARENA] = {&a->x, &a->xb, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->hb, &a->xr,
-                             &a->logits};
+    void **slots[N_ARENA] = {&a->x, &a->xn, &a->xb, &a->qkv, &a->att, &a->gu, &a->hb, &a->xr, &a->dr, &a->logits};
     size_t n_bytes[N_ARENA];
     arena_sizes(c, T, R, n_bytes);
     for (int i = 0; i < N_ARENA; i++) {
@@ -89,6 +97,27 @@ static int arena_alloc(hl_backend *be, arena *a, const hl_model_config *c, int T
                                          n_bytes[i]);
     }
     return HL_OK;
+}
+
+// The topk op's output buffers, when the backend has the op (about 2 KB per logit row).
+static int topk_alloc(hl_llama *l, hl_error *err) {
+    hl_backend *be = l->model->be;
+    if (!be->ops->topk) return HL_OK;
+    const size_t r = (size_t)l->max_logits, row = (size_t)HL_TOPK_MAX * 4;
+    l->tk_vals = be->ops->alloc(be, r * row);
+    l->tk_ids = be->ops->alloc(be, r * row);
+    l->tk_lse = be->ops->alloc(be, r * sizeof(float));
+    if (!l->tk_vals || !l->tk_ids || !l->tk_lse)
+        return hl_errorf(err, HL_ERR_NOMEM, "llama: cannot allocate %zu bytes of top-k candidates", r * (2 * row + 4));
+    return HL_OK;
+}
+
+static void topk_release(hl_llama *l) {
+    hl_backend *be = l->model->be;
+    be->ops->release(be, l->tk_vals);
+    be->ops->release(be, l->tk_ids);
+    be->ops->release(be, l->tk_lse);
+    l->tk_vals = l->tk_ids = l->tk_lse = NULL;
 }
 
 hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens, int max_seqs, int max_logits,
@@ -123,6 +152,10 @@ hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens
         hl_llama_free(l);
         return NULL;
     }
+    if (topk_alloc(l, err) != HL_OK) {
+        hl_llama_free(l);
+        return NULL;
+    }
     l->layer_names = hl_xmalloc(sizeof(*l->layer_names) * (size_t)c->n_layers);
     for (int il = 0; il < c->n_layers; il++)
         snprintf(l->layer_names[il], sizeof l->layer_names[il], "layer %d", il);
@@ -150,6 +183,7 @@ void hl_llama_free(hl_llama *l) {
     if (!l) return;
     hl_graphs_free(l->graphs);
     arena_free(l->model->be, &l->a);
+    topk_release(l);
     free(l->layer_names);
     free(l->tokens);
     free(l->pos);
@@ -274,7 +308,10 @@ static int layout(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, bool pad, h
 // ---- forward ----
 
 // Queues every op of the step laid out in l->batch (nothing that waits: a graph captures
-// exactly this). The logits of the l->n_rows wanted rows end in l->a.logits.
+// exactly this). The logits of the l->n_rows wanted rows end in l->a.logits. Each block's
+// output (xb) is added to the residual stream x by the norm that follows it (add_rmsnorm), so
+// a fused layer is 9 ops; the last block's output is added only on the rows whose logits are
+// wanted, so x ends the step without it (hl_llama_forward_hidden adds it).
 static void queue_step(hl_llama *l) {
     const hl_model *m = l->model;
     const hl_model_config *c = &m->cfg;
@@ -282,15 +319,14 @@ static void queue_step(hl_llama *l) {
     const hl_backend_ops *op = be->ops;
     const hl_kv_geom *geom = hl_kv_cache_geom(l->kv);
     const int T = l->batch.n_tokens, R = l->n_rows;
-    const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, ffn = c->ffn_dim;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
 
-    hl_tensor x = act(l->a.x, c->dim, T);          // residual stream
-    hl_tensor xb = act(l->a.xb, c->dim, T);        // normed input / projection output
-    hl_tensor q = act(l->a.q, qd, T), att = act(l->a.att, qd, T);
-    hl_tensor k = act(l->a.k, kvd, T), v = act(l->a.v, kvd, T);
-    hl_tensor gate = act(l->a.gate, c->ffn_dim, T), up = act(l->a.up, c->ffn_dim, T);
-    hl_tensor hb = act(l->a.hb, c->ffn_dim, T);
+    hl_tensor x = act(l->a.x, c->dim, T), xn = act(l->a.xn, c->dim, T), xb = act(l->a.xb, c->dim, T);
+    hl_tensor qkv = act(l->a.qkv, qd + 2 * kvd, T), att = act(l->a.att, qd, T);
+    hl_tensor q = cols_view(&qkv, 0, qd), k = cols_view(&qkv, qd, kvd), v = cols_view(&qkv, qd + kvd, kvd);
+    hl_tensor gu = act(l->a.gu, 2 * ffn, T), hb = act(l->a.hb, ffn, T);
+    hl_tensor gate = cols_view(&gu, 0, ffn), up = cols_view(&gu, ffn, ffn);
 
     hl_backend_range_push(be, "step");
     op->embed(be, &x, &m->token_embd, l->tokens, T);
@@ -299,39 +335,49 @@ static void queue_step(hl_llama *l) {
         const hl_kv_layer *kv = hl_kv_cache_layer(l->kv, il);
         hl_backend_range_push(be, l->layer_names[il]);
 
-        // attention: x += wo · attn(rope(wq·xb), rope(wk·xb), wv·xb), xb = rmsnorm(x)
-        op->rmsnorm(be, &xb, &x, &w->attn_norm, c->rms_eps);
-        op->matmul(be, &q, &w->wq, &xb);
-        op->matmul(be, &k, &w->wk, &xb);
-        op->matmul(be, &v, &w->wv, &xb);
+        // attention: x += xb (the previous block), xn = rmsnorm(x),
+        // xb = wo · attn(rope(wq·xn), rope(wk·xn), wv·xn)
+        op->add_rmsnorm(be, &xn, &x, il > 0 ? &xb : NULL, &w->attn_norm, c->rms_eps);
+        if (w->wqkv.data) {
+            op->matmul(be, &qkv, &w->wqkv, &xn);
+        } else { // types differ (Q4_K_M): one matmul each, into the same columns
+            op->matmul(be, &q, &w->wq, &xn);
+            op->matmul(be, &k, &w->wk, &xn);
+            op->matmul(be, &v, &w->wv, &xn);
+        }
         op->rope_kv(be, &q, &k, &v, kv, geom, &l->batch, &m->rope);
         op->attention(be, &att, &q, kv, geom, &l->batch, c->n_heads, scale);
         op->matmul(be, &xb, &w->wo, &att);
-        op->add(be, &x, &x, &xb);
 
-        // feed-forward: x += w_down · (silu(w_gate·xb) * (w_up·xb)), xb = rmsnorm(x)
-        op->rmsnorm(be, &xb, &x, &w->ffn_norm, c->rms_eps);
-        op->matmul(be, &gate, &w->w_gate, &xb);
-        op->matmul(be, &up, &w->w_up, &xb);
+        // feed-forward: x += xb, xn = rmsnorm(x), xb = w_down · (silu(w_gate·xn) * (w_up·xn))
+        op->add_rmsnorm(be, &xn, &x, &xb, &w->ffn_norm, c->rms_eps);
+        if (w->w_gate_up.data) {
+            op->matmul(be, &gu, &w->w_gate_up, &xn);
+        } else {
+            op->matmul(be, &gate, &w->w_gate, &xn);
+            op->matmul(be, &up, &w->w_up, &xn);
+        }
         op->swiglu(be, &hb, &gate, &up);
         op->matmul(be, &xb, &w->w_down, &hb);
-        op->add(be, &x, &x, &xb);
         hl_backend_range_pop(be);
     }
-    if (R > 0) { // logits only for the rows that want them
-        hl_tensor xr = act(l->a.xr, c->dim, R), out = act(l->a.logits, c->n_vocab, R);
-        op->rmsnorm(be, &xb, &x, &m->output_norm, c->rms_eps);
-        op->get_rows(be, &xr, &xb, l->rows, R);
-        op->matmul(be, &out, &m->output, &xr);
+    if (R > 0) { // the last residual add and the final norm only for the rows that want logits
+        hl_tensor xr = act(l->a.xr, c->dim, R), dr = act(l->a.dr, c->dim, R), xrn = act(l->a.xn, c->dim, R);
+        hl_tensor out = act(l->a.logits, c->n_vocab, R);
+        op->get_rows(be, &xr, &x, l->rows, R);
+        op->get_rows(be, &dr, &xb, l->rows, R);
+        op->add_rmsnorm(be, &xrn, &xr, &dr, &m->output_norm, c->rms_eps);
+        op->matmul(be, &out, &m->output, &xrn);
     }
     hl_backend_range_pop(be);
 }
 
-int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err) {
+// Lays the step out and queues it (through a graph where it can); the logits of the wanted
+// rows end in l->a.logits, the caller's rows first (l->n_real_rows of them).
+static int run_step(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, hl_error *err) {
     const bool graph = graph_step(l, seqs, n_seqs);
     int rc = layout(l, seqs, n_seqs, graph, err);
     if (rc != HL_OK) return rc;
-    hl_backend *be = l->model->be;
     if (graph) hl_graphs_begin(l->graphs, l->batch.n_seqs, l->batch.max_blocks);
     queue_step(l);
     if (graph) {
@@ -340,6 +386,13 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
         if (rc != HL_OK) return rc;
         if (!ran) queue_step(l); // the capture failed: run the step directly
     }
+    return HL_OK;
+}
+
+int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err) {
+    int rc = run_step(l, seqs, n_seqs, err);
+    if (rc != HL_OK) return rc;
+    hl_backend *be = l->model->be;
     if (l->n_real_rows == 0) return be->ops->sync(be, err);
     const size_t n_bytes = (size_t)l->n_real_rows * (size_t)l->model->cfg.n_vocab * sizeof(float);
     rc = be->ops->download(be, logits, l->a.logits, n_bytes, err);
@@ -347,10 +400,59 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
     return be->ops->sync(be, err);
 }
 
+// ---- top-k candidates ----
+
+// Downloads the logit rows r with full[r] set into logits, one copy per run of such rows.
+static int download_full_rows(hl_llama *l, const bool *full, float *logits, hl_error *err) {
+    hl_backend *be = l->model->be;
+    const size_t row = (size_t)l->model->cfg.n_vocab * sizeof(float);
+    for (int r = 0; full && r < l->n_real_rows;) {
+        if (!full[r]) {
+            r++;
+            continue;
+        }
+        int end = r + 1;
+        while (end < l->n_real_rows && full[end]) end++;
+        int rc = be->ops->download(be, (uint8_t *)logits + (size_t)r * row, (uint8_t *)l->a.logits + (size_t)r * row,
+                                   (size_t)(end - r) * row, err);
+        if (rc != HL_OK) return rc;
+        r = end;
+    }
+    return HL_OK;
+}
+
+// The topk op runs after the step (outside any captured graph) over the caller's rows only.
+int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, float *vals, int32_t *ids,
+                          float *lse, const bool *full, float *logits, hl_error *err) {
+    hl_backend *be = l->model->be;
+    const int n_vocab = l->model->cfg.n_vocab;
+    if (!be->ops->topk || !l->tk_vals)
+        return hl_errorf(err, HL_ERR_UNSUPPORTED, "llama: backend %s has no topk op", be->ops->name);
+    if (k < 1 || k > HL_TOPK_MAX || k > n_vocab)
+        return hl_errorf(err, HL_ERR_INVAL, "llama: %d candidates per row (1 .. %d)", k,
+                         HL_TOPK_MAX < n_vocab ? HL_TOPK_MAX : n_vocab);
+    int rc = run_step(l, seqs, n_seqs, err);
+    if (rc != HL_OK) return rc;
+    const int R = l->n_real_rows;
+    if (R == 0) return be->ops->sync(be, err);
+    hl_tensor x = act(l->a.logits, n_vocab, R), tv = act(l->tk_vals, k, R), tl = act(l->tk_lse, 1, R);
+    hl_tensor ti = act(l->tk_ids, k, R);
+    ti.type = HL_DTYPE_I32;
+    be->ops->topk(be, &tv, &ti, &tl, &x, k);
+    const size_t cand_bytes = (size_t)R * (size_t)k * 4;
+    rc = be->ops->download(be, vals, l->tk_vals, cand_bytes, err);
+    if (rc == HL_OK) rc = be->ops->download(be, ids, l->tk_ids, cand_bytes, err);
+    if (rc == HL_OK) rc = be->ops->download(be, lse, l->tk_lse, (size_t)R * sizeof(float), err);
+    if (rc == HL_OK) rc = download_full_rows(l, full, logits, err);
+    if (rc != HL_OK) return rc;
+    return be->ops->sync(be, err);
+}
+
 // ---- hidden states (embeddings) ----
 
 // The layers run through hl_llama_forward with no logit rows, which leaves the residual stream
-// of the step in l->a.x; the final norm is then applied here and downloaded.
+// of the step in l->a.x less the last block's output (l->a.xb); the last add and the final norm
+// are applied here and the result downloaded.
 int hl_llama_forward_hidden(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *hidden, hl_error *err) {
     int T = 0; // the real tokens: they come first in the batch even if a step were padded
     for (int i = 0; i < n_seqs && seqs; i++) {
@@ -364,9 +466,9 @@ int hl_llama_forward_hidden(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, f
     const hl_model *m = l->model;
     const hl_model_config *c = &m->cfg;
     hl_backend *be = m->be;
-    hl_tensor x = act(l->a.x, c->dim, T), xb = act(l->a.xb, c->dim, T);
-    be->ops->rmsnorm(be, &xb, &x, &m->output_norm, c->rms_eps);
-    rc = be->ops->download(be, hidden, xb.data, (size_t)T * (size_t)c->dim * sizeof(float), err);
+    hl_tensor x = act(l->a.x, c->dim, T), xb = act(l->a.xb, c->dim, T), xn = act(l->a.xn, c->dim, T);
+    be->ops->add_rmsnorm(be, &xn, &x, &xb, &m->output_norm, c->rms_eps);
+    rc = be->ops->download(be, hidden, xn.data, (size_t)T * (size_t)c->dim * sizeof(float), err);
     if (rc != HL_OK) return rc;
     return be->ops->sync(be, err);
 }

@@ -2,9 +2,12 @@
 // (kernels/backend.h) for a *batch*: any mix of prefill chunks and single-token decodes of
 // several sequences, each with its own KV block table.
 //
-// Per step: embed → per layer [rmsnorm → q/k/v matmuls → rope + K/V write into the paged
-// blocks → paged attention → o matmul → residual add → rmsnorm → gate/up → swiglu → down →
-// residual add] → final rmsnorm → the rows whose logits are wanted → output matmul.
+// Per step: embed → per layer [residual add + rmsnorm → q/k/v matmul (one fused weight) →
+// rope + K/V write into the paged blocks → paged attention → o matmul → residual add + rmsnorm
+// → gate/up matmul (one fused weight) → swiglu → down matmul] → the rows whose logits are
+// wanted (residual and last down output) → residual add + final rmsnorm → output matmul.
+// Each block's output is added to the residual stream by the norm that follows it: 9 backend
+// ops per layer (12 where a Q4_K_M file's types keep q/k/v and gate/up separate).
 // Activations live in buffers allocated once at create for max_tokens tokens per step; a
 // step allocates nothing. An hl_llama belongs to one thread (the engine thread). Profiler
 // ranges (NVTX on CUDA) mark each step and each layer.
@@ -58,6 +61,17 @@ bool hl_llama_graph_stats(const hl_llama *l, hl_graphs_stats *out);
 // vocabulary, a block table is too short or names a block outside the pool, or the n_logits
 // are out of range; the backend's error from download/sync otherwise.
 int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *logits, hl_error *err);
+
+// Runs one step like hl_llama_forward, but downloads the k best candidates of each wanted logit
+// row instead of the row (the backend's topk op, kernels/backend.h; 1 <= k <= HL_TOPK_MAX and
+// <= n_vocab): with R = sum of n_logits, vals (R, k) the values best first (equal values: lower
+// id first), ids (R, k) their token ids, lse (R) each row's log-sum-exp (NaN when the row holds
+// a NaN or +inf). Rows r with full[r] set (full: R flags, or NULL for none) also get their whole
+// row at logits + r * n_vocab; the other rows of logits are not written (logits may be NULL when
+// no flag is set). All host memory, caller-owned. HL_ERR_UNSUPPORTED (nothing run) when the
+// backend has no topk op, HL_ERR_INVAL for k out of range; otherwise as hl_llama_forward.
+int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, float *vals, int32_t *ids,
+                          float *lse, const bool *full, float *logits, hl_error *err);
 
 // Runs one step over seqs[0..n_seqs) like hl_llama_forward, but instead of logits writes the
 // final-norm hidden states (after output_norm, before the output matmul) of every new token:

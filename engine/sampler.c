@@ -595,10 +595,9 @@ static int all_banned(hl_error *err) {
     return hl_errorf(err, HL_ERR_INVAL, "every token is banned or masked (-inf)");
 }
 
-// Top-k first (partial selection), then top-p on the sorted k, then min-p.
-static int pick_top_k(hl_sampler *s, int k, int32_t *token, hl_error *err) {
-    cand *c = s->cands;
-    select_top(s->work, s->n_vocab, k, c);
+// Draws from c[0..k), the k best adjusted logits, best first: weights exp((v - max) / t),
+// top-p on them, then min-p. The top-k step of both the full-row and the candidate paths.
+static int pick_sorted(hl_sampler *s, cand *c, int k, int32_t *token, hl_error *err) {
     float max = c[0].v, inv_t = 1.0f / s->p.temperature;
     if (max == -INFINITY) return all_banned(err);
     double total = 0.0;
@@ -611,6 +610,12 @@ static int pick_top_k(hl_sampler *s, int k, int32_t *token, hl_error *err) {
     if (s->p.min_p > 0.0f) n = min_p_filter(c, n, s->p.min_p);
     *token = draw(&s->rng, c, n);
     return HL_OK;
+}
+
+// Top-k first (partial selection), then top-p on the sorted k, then min-p.
+static int pick_top_k(hl_sampler *s, int k, int32_t *token, hl_error *err) {
+    select_top(s->work, s->n_vocab, k, s->cands);
+    return pick_sorted(s, s->cands, k, token, err);
 }
 
 static int pick_random(hl_sampler *s, int32_t *token, hl_error *err) {
@@ -637,20 +642,38 @@ static int pick_random(hl_sampler *s, int32_t *token, hl_error *err) {
     return HL_OK;
 }
 
-// Raw logprobs (vLLM's default): log-softmax of the unmodified logits.
-static void fill_logprobs(hl_sampler *s, const float *logits, hl_sample_result *out) {
-    int V = s->n_vocab;
-    float max = max_value(logits, V);
-    memcpy(s->work, logits, sizeof(float) * (size_t)V);
-    double lse = (double)max + log(exp_weights(s->work, V, max, 1.0f));
-    out->logprob = (float)((double)logits[out->token] - lse);
+// Raw logprobs (vLLM's default) from the row's log-sum-exp: the drawn token's logit `value`
+// and the best n_logprobs logits top[0..n_logprobs), best first. Shared by both paths.
+static void put_logprobs(const hl_sampler *s, float value, const cand *top, float lse, hl_sample_result *out) {
+    out->logprob = (float)((double)value - (double)lse);
     out->n_top = s->p.n_logprobs;
-    if (out->n_top == 0) return;
-    select_top(logits, V, out->n_top, s->cands);
     for (int i = 0; i < out->n_top; i++) {
-        out->top[i].id = s->cands[i].id;
-        out->top[i].logprob = (float)((double)s->cands[i].v - lse);
+        out->top[i].id = top[i].id;
+        out->top[i].logprob = (float)((double)top[i].v - (double)lse);
     }
+}
+
+float hl_sampler_log_sum_exp(const float *logits, int n) {
+    HL_ASSERT(logits && n >= 1);
+    if (any_bad(logits, n)) return NAN;
+    float max = max_value(logits, n);
+    if (max == -INFINITY) return -INFINITY;
+    double sum = 0.0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) { // exp_weights' order, without writing the weights
+        float acc = 0.0f;
+        for (int j = 0; j < 8; j++) acc += exp_nonpos(logits[i + j] - max);
+        sum += acc;
+    }
+    for (; i < n; i++) sum += exp_nonpos(logits[i] - max);
+    return (float)((double)max + log(sum));
+}
+
+// Raw logprobs of the full-row path: log-softmax of the unmodified logits.
+static void fill_logprobs(hl_sampler *s, const float *logits, hl_sample_result *out) {
+    const float lse = hl_sampler_log_sum_exp(logits, s->n_vocab);
+    if (s->p.n_logprobs > 0) select_top(logits, s->n_vocab, s->p.n_logprobs, s->cands);
+    put_logprobs(s, logits[out->token], s->cands, lse, out);
 }
 
 int hl_sampler_sample(hl_sampler *s, const float *logits, hl_sample_result *out, hl_error *err) {
@@ -675,5 +698,47 @@ int hl_sampler_adjust_logits(hl_sampler *s, const float *logits, float *out, hl_
     int rc = load_logits(s, logits, err);
     if (rc != HL_OK) return rc;
     memcpy(out, s->work, sizeof(float) * (size_t)s->n_vocab);
+    return HL_OK;
+}
+
+// ---- candidates (the backend's topk op) ----
+
+bool hl_sampler_can_use_topk(const hl_sampler *s, int max_k, int *k_needed) {
+    HL_ASSERT(s && k_needed);
+    *k_needed = 0;
+    if (s->n_bias > 0 || s->rep_on || s->fp_on) return false;
+    const bool greedy = s->p.temperature < HL_SAMPLER_GREEDY_EPS;
+    if (!greedy && (s->p.top_k < 1 || s->p.top_k >= s->n_vocab)) return false; // whole-row draws
+    int k = greedy ? 1 : s->p.top_k;
+    if (s->p.logprobs && s->p.n_logprobs > k) k = s->p.n_logprobs;
+    if (k > max_k || k > s->n_vocab) return false;
+    *k_needed = k;
+    return true;
+}
+
+int hl_sampler_sample_topk(hl_sampler *s, const float *vals, const int32_t *ids, int n, float lse,
+                           hl_sample_result *out, hl_error *err) {
+    HL_ASSERT(s && vals && ids && out);
+    out->n_top = 0;
+    out->logprob = NAN;
+    int k = 0;
+    if (!hl_sampler_can_use_topk(s, n, &k))
+        return hl_errorf(err, HL_ERR_INVAL, "sampler: these parameters need the whole logit row, not %d "
+                         "candidates", n);
+    if (isnan(lse)) return hl_errorf(err, HL_ERR_INVAL, "logits row holds a NaN or +inf");
+    cand *c = s->cands;
+    for (int i = 0; i < n; i++) c[i] = (cand){vals[i], ids[i]};
+    if (s->p.temperature < HL_SAMPLER_GREEDY_EPS) {
+        if (c[0].v == -INFINITY) return all_banned(err);
+        out->token = c[0].id;
+    } else {
+        int rc = pick_sorted(s, c, s->p.top_k, &out->token, err);
+        if (rc != HL_OK) return rc;
+    }
+    if (!s->p.logprobs) return HL_OK;
+    int at = 0;
+    while (ids[at] != out->token) at++; // drawn from the first top_k: found
+    for (int i = 0; i < s->p.n_logprobs; i++) c[i] = (cand){vals[i], ids[i]};
+    put_logprobs(s, vals[at], c, lse, out);
     return HL_OK;
 }

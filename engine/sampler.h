@@ -116,6 +116,27 @@ int hl_sampler_accept(hl_sampler *s, int32_t token, hl_error *err);
 // hot: once per sequence per decode step.
 int hl_sampler_sample(hl_sampler *s, const float *logits, hl_sample_result *out, hl_error *err);
 
+// The row's log-sum-exp as the full-row path computes it for logprobs: max + log Σ exp(x - max)
+// (-inf when every logit is -inf, NaN when one is NaN or +inf). Callers of hl_sampler_sample_topk
+// that hold the whole row pass this to get bit-identical logprobs.
+float hl_sampler_log_sum_exp(const float *logits, int n);
+
+// True when s can draw from the best candidates of a row (hl_sampler_sample_topk) with exactly
+// the result of the whole row: no logit bias, no repetition / frequency / presence penalty,
+// and greedy or 1 <= top_k < n_vocab. *k_needed gets the candidates it needs: top_k (1 when
+// greedy), or n_logprobs if more; false (and 0) when that exceeds max_k or n_vocab.
+bool hl_sampler_can_use_topk(const hl_sampler *s, int max_k, int *k_needed);
+
+// hl_sampler_sample from the n best entries of the row instead of the row: vals[0..n) the
+// values, best first (equal values: lower id first), ids[0..n) their token ids, lse the row's
+// log-sum-exp (the backend's topk op gives all three). For parameters hl_sampler_can_use_topk
+// accepts (with n >= k_needed) it returns what hl_sampler_sample returns on the whole row: the
+// same token drawn with the same RNG use, and logprobs value - lse (bit-identical when lse is
+// hl_sampler_log_sum_exp of the row). HL_ERR_INVAL for such other parameters or too few
+// candidates, for a NaN lse (the row held a NaN or +inf), or when every candidate is -inf.
+int hl_sampler_sample_topk(hl_sampler *s, const float *vals, const int32_t *ids, int n, float lse,
+                           hl_sample_result *out, hl_error *err);
+
 // The logits after logit bias and penalties, before temperature and truncation (what
 // hl_sampler_sample draws from), into out (n_vocab floats; may be logits itself). For tests
 // and debugging tools. Errors as hl_sampler_sample.

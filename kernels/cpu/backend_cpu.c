@@ -10,6 +10,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/repack.h"
 #include "kernels/cpu/threadpool.h"
+#include "kernels/cpu/topk.h"
 #include "kernels/cpu/vec.h"
 
 #define MAX_HEAD_DIM 1024    // per-thread stack scratch in rope and attention
@@ -98,9 +99,11 @@ static bool cpu_supports(hl_backend *be, enum hl_op op, int type) {
     switch (op) {
     case HL_OP_EMBED: return info && info->can_dequantize;
     case HL_OP_MATMUL: return hl_matmul_supports(type);
-    case HL_OP_ROPE_KV: case HL_OP_ATTENTION: return type == HL_DTYPE_F16 || type == HL_DTYPE_F32;
-    case HL_OP_RMSNORM: case HL_OP_SWIGLU: case HL_OP_ADD: case HL_OP_GET_ROWS:
+    case HL_OP_ROPE_KV: case HL_OP_ATTENTION:
+        return type == HL_DTYPE_F16 || type == HL_DTYPE_F32 || type == HL_DTYPE_I8;
+    case HL_OP_RMSNORM: case HL_OP_SWIGLU: case HL_OP_ADD: case HL_OP_GET_ROWS: case HL_OP_ADD_RMSNORM:
         return type == HL_DTYPE_F32;
+    case HL_OP_TOPK: return type == HL_DTYPE_F32;
     default: return false;
     }
 }
@@ -311,6 +314,38 @@ static void cpu_add(hl_backend *be, hl_tensor *out, const hl_tensor *a, const hl
     run(ctx_of(be), add_fn, &e, a->ne[0] * a->ne[1]);
 }
 
+// The residual add and the next norm in one pass over each row: the same arithmetic as add_fn
+// followed by rmsnorm_fn (same sum order), so results equal those two ops bit for bit.
+typedef struct add_norm_args {
+    hl_tensor *out, *x;
+    const hl_tensor *y, *w;
+    float eps;
+    const hl_vec_ops *vec;
+} add_norm_args;
+
+static void add_rmsnorm_fn(void *arg, int ith, int nth) {
+    add_norm_args *e = arg;
+    const int n = (int)e->x->ne[0];
+    const float *w = e->w->data;
+    int64_t lo, hi;
+    split(e->x->ne[1], ith, nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        float *x = row_f32(e->x, i), *o = row_f32(e->out, i);
+        if (e->y) {
+            const float *y = row_f32(e->y, i);
+            for (int j = 0; j < n; j++) x[j] = x[j] + y[j];
+        }
+        const float inv = 1.0f / sqrtf(e->vec->sum_sq(x, n) / (float)n + e->eps);
+        for (int j = 0; j < n; j++) o[j] = x[j] * inv * w[j];
+    }
+}
+
+static void cpu_add_rmsnorm(hl_backend *be, hl_tensor *out, hl_tensor *x, const hl_tensor *y, const hl_tensor *w,
+                            float eps) {
+    add_norm_args e = {out, x, y, w, eps, ctx_of(be)->vec};
+    run(ctx_of(be), add_rmsnorm_fn, &e, x->ne[0] * x->ne[1]);
+}
+
 // ---- rope + KV write ----
 
 typedef struct rope_args {
@@ -335,9 +370,15 @@ static void rotate(float *x, const float *cs, const float *sn, const hl_rope *ro
     }
 }
 
-static void kv_put(const hl_vec_ops *vec, void *base, int kv_type, size_t at, const float *src, int n) {
+// Stores the row src[0..n) at element `at` of a KV pool (int8: its scale at scales[at / n]).
+static void kv_put(const hl_vec_ops *vec, void *base, float *scales, int kv_type, size_t at, const float *src,
+                   int n) {
     if (kv_type == HL_DTYPE_F32) {
         memcpy((float *)base + at, src, (size_t)n * sizeof(float));
+        return;
+    }
+    if (kv_type == HL_DTYPE_I8) {
+        scales[at / (size_t)n] = hl_vec_quantize_i8((int8_t *)base + at, src, n);
         return;
     }
     vec->to_f16((uint16_t *)base + at, src, n);
@@ -363,8 +404,8 @@ static void rope_token(const rope_args *a, int i, float *cs, float *sn, float *t
         const size_t at = kv_at(a->geom, a->batch->slot[i], h);
         memcpy(tmp, row_f32(a->k, i) + (size_t)h * hd, (size_t)hd * sizeof(float));
         rotate(tmp, cs, sn, r);
-        kv_put(a->vec, a->kv->k, a->geom->kv_type, at, tmp, hd);
-        kv_put(a->vec, a->kv->v, a->geom->kv_type, at, row_f32(a->v, i) + (size_t)h * hd, hd);
+        kv_put(a->vec, a->kv->k, a->kv->k_scale, a->geom->kv_type, at, tmp, hd);
+        kv_put(a->vec, a->kv->v, a->kv->v_scale, a->geom->kv_type, at, row_f32(a->v, i) + (size_t)h * hd, hd);
     }
 }
 
@@ -409,15 +450,21 @@ static int seq_of(const hl_batch *b, int i) {
     return lo;
 }
 
+// q · k of the K row at element `at` (int8: the codes' dot times the row scale).
 static float kv_dot(const attn_args *a, size_t at, const float *q) {
     const int hd = a->geom->head_dim;
     if (a->geom->kv_type == HL_DTYPE_F32) return a->vec->dot_f32((const float *)a->kv->k + at, q, hd);
+    if (a->geom->kv_type == HL_DTYPE_I8)
+        return a->vec->dot_i8((const int8_t *)a->kv->k + at, q, hd) * a->kv->k_scale[at / (size_t)hd];
     return a->vec->dot_f16((const uint16_t *)a->kv->k + at, q, hd);
 }
 
+// acc += p · v of the V row at element `at` (int8: p times the row scale, times the codes).
 static void kv_axpy(const attn_args *a, size_t at, float p, float *acc) {
     const int hd = a->geom->head_dim;
     if (a->geom->kv_type == HL_DTYPE_F32) a->vec->axpy_f32(acc, p, (const float *)a->kv->v + at, hd);
+    else if (a->geom->kv_type == HL_DTYPE_I8)
+        a->vec->axpy_i8(acc, p * a->kv->v_scale[at / (size_t)hd], (const int8_t *)a->kv->v + at, hd);
     else a->vec->axpy_f16(acc, p, (const uint16_t *)a->kv->v + at, hd);
 }
 
@@ -491,6 +538,33 @@ static void cpu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, co
     run(c, attn_fn, &a, work);
 }
 
+// ---- topk ----
+
+typedef struct topk_args {
+    hl_tensor *vals, *ids, *lse;
+    const hl_tensor *x;
+    int k;
+} topk_args;
+
+static void topk_fn(void *arg, int ith, int nth) {
+    topk_args *a = arg;
+    int64_t lo, hi;
+    split(a->x->ne[1], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++)
+        hl_cpu_topk_row(row_f32(a->x, r), (int)a->x->ne[0], a->k, row_f32(a->vals, r),
+                        (int32_t *)row_f32(a->ids, r), row_f32(a->lse, r));
+}
+
+// One row per share: rows are independent and each costs about one pass over ncols.
+static void cpu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+    HL_ASSERT(k >= 1 && k <= HL_TOPK_MAX && k <= x->ne[0]);
+    topk_args a = {vals, ids, lse, x, k};
+    cpu_ctx *c = ctx_of(be);
+    const int64_t rows = x->ne[1];
+    if (rows <= 1 || x->ne[0] * rows < PARALLEL_MIN) topk_fn(&a, 0, 1);
+    else hl_threadpool_run_n(c->pool, topk_fn, &a, (int)(rows < 65535 ? rows : 65535));
+}
+
 // ---- lifecycle ----
 
 static int cpu_sync(hl_backend *be, hl_error *err) {
@@ -525,7 +599,9 @@ static const hl_backend_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .get_rows = cpu_get_rows,
+    .add_rmsnorm = cpu_add_rmsnorm,
     .sync = cpu_sync,
+    .topk = cpu_topk,
 };
 
 hl_backend *hl_backend_cpu_create_isa(int n_threads, int isa, hl_error *err) {

@@ -70,10 +70,34 @@ static void rope_head(float *x, int pos, const hl_rope *rope) {
     }
 }
 
-// Stores src[0..n) at element offset `at` of a KV buffer of type kv_type.
-static void kv_store(void *base, int kv_type, size_t at, const float *src, int n) {
+// rintf(x) as an int8 code; NaN and out-of-range values (only from non-finite rows) are
+// clamped instead of being undefined conversions.
+static int8_t i8_code(float x) {
+    const float r = rintf(x);
+    if (r >= -127.0f && r <= 127.0f) return (int8_t)r;
+    if (r > 0) return 127;
+    return r < 0 ? -127 : 0;
+}
+
+// The int8 K/V row format of kernels/backend.h: codes of src[0..n) into dst, the scale into
+// *scale.
+static void kv_store_i8(int8_t *dst, float *scale, const float *src, int n) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; i++) amax = fabsf(src[i]) > amax ? fabsf(src[i]) : amax;
+    *scale = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < n; i++) dst[i] = i8_code(src[i] * inv);
+}
+
+// Stores the row src[0..n) at element offset `at` of a KV buffer of type kv_type (int8 rows:
+// their scale at scales[at / n]).
+static void kv_store(void *base, float *scales, int kv_type, size_t at, const float *src, int n) {
     if (kv_type == HL_DTYPE_F32) {
         memcpy((float *)base + at, src, (size_t)n * sizeof(float));
+        return;
+    }
+    if (kv_type == HL_DTYPE_I8) {
+        kv_store_i8((int8_t *)base + at, scales + at / (size_t)n, src, n);
         return;
     }
     HL_ASSERT(kv_type == HL_DTYPE_F16);
@@ -99,15 +123,17 @@ void hl_ref_rope_kv(hl_tensor *q, const hl_tensor *k, const hl_tensor *v, const 
             const size_t at = kv_offset(geom, batch->slot[i], h);
             memcpy(tmp, row_f32(k, i) + (size_t)h * hd, (size_t)hd * sizeof(float));
             rope_head(tmp, batch->pos[i], rope);
-            kv_store(kv->k, geom->kv_type, at, tmp, hd);
-            kv_store(kv->v, geom->kv_type, at, row_f32(v, i) + (size_t)h * hd, hd);
+            kv_store(kv->k, kv->k_scale, geom->kv_type, at, tmp, hd);
+            kv_store(kv->v, kv->v_scale, geom->kv_type, at, row_f32(v, i) + (size_t)h * hd, hd);
         }
     }
     free(tmp);
 }
 
-static double kv_load(const void *base, int kv_type, size_t at) {
+// Element `at` of a KV buffer; int8: code * scale of its row (rows of hd elements).
+static double kv_load(const void *base, const float *scales, int kv_type, size_t at, int hd) {
     if (kv_type == HL_DTYPE_F32) return ((const float *)base)[at];
+    if (kv_type == HL_DTYPE_I8) return (double)((const int8_t *)base)[at] * scales[at / (size_t)hd];
     return hl_f16_to_f32(((const uint16_t *)base)[at]);
 }
 
@@ -119,7 +145,8 @@ static void attend_head(float *o, const float *qh, int kvh, int n_ctx, const int
     for (int j = 0; j < n_ctx; j++) {
         const size_t at = kv_offset(g, table[j / HL_KV_BLOCK] * HL_KV_BLOCK + j % HL_KV_BLOCK, kvh);
         double dot = 0;
-        for (int d = 0; d < hd; d++) dot += qh[d] * kv_load(kv->k, g->kv_type, at + (size_t)d);
+        for (int d = 0; d < hd; d++)
+            dot += qh[d] * kv_load(kv->k, kv->k_scale, g->kv_type, at + (size_t)d, hd);
         p[j] = dot * scale;
         if (p[j] > max) max = p[j];
     }
@@ -132,7 +159,7 @@ static void attend_head(float *o, const float *qh, int kvh, int n_ctx, const int
         double acc = 0;
         for (int j = 0; j < n_ctx; j++) {
             const size_t at = kv_offset(g, table[j / HL_KV_BLOCK] * HL_KV_BLOCK + j % HL_KV_BLOCK, kvh);
-            acc += p[j] * kv_load(kv->v, g->kv_type, at + (size_t)d);
+            acc += p[j] * kv_load(kv->v, kv->v_scale, g->kv_type, at + (size_t)d, hd);
         }
         o[d] = (float)(acc / sum);
     }
@@ -176,9 +203,62 @@ void hl_ref_add(hl_tensor *out, const hl_tensor *a, const hl_tensor *b) {
     }
 }
 
+void hl_ref_add_rmsnorm(hl_tensor *out, hl_tensor *x, const hl_tensor *y, const hl_tensor *w, float eps) {
+    if (y) hl_ref_add(x, x, y);
+    hl_ref_rmsnorm(out, x, w, eps);
+}
+
 void hl_ref_get_rows(hl_tensor *out, const hl_tensor *x, const int32_t *rows, int n) {
     for (int i = 0; i < n; i++) {
         HL_ASSERT(rows[i] >= 0 && rows[i] < x->ne[1]);
         memmove(row_f32(out, i), row_f32(x, rows[i]), (size_t)x->ne[0] * sizeof(float));
     }
+}
+
+// ---- topk ----
+
+typedef struct ref_cand {
+    float v;
+    int32_t id;
+} ref_cand;
+
+static int cmp_ref_cand(const void *pa, const void *pb) {
+    const ref_cand *a = pa, *b = pb;
+    if (a->v != b->v) return a->v > b->v ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+// max + log Σ exp(x - max) over xr[0..n) in double, with the topk op's special cases.
+static float ref_lse(const float *xr, int64_t n) {
+    double max = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        if (isnan(xr[j]) || xr[j] == INFINITY) return NAN;
+        if (xr[j] > max) max = xr[j];
+    }
+    if (max == -INFINITY) return -INFINITY;
+    double sum = 0;
+    for (int64_t j = 0; j < n; j++) sum += exp((double)xr[j] - max);
+    return (float)(max + log(sum));
+}
+
+void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+    const int64_t n = x->ne[0];
+    HL_ASSERT(k >= 1 && k <= n);
+    ref_cand *c = hl_xmalloc((size_t)n * sizeof(*c));
+    for (int64_t r = 0; r < x->ne[1]; r++) {
+        const float *xr = row_f32(x, r);
+        int64_t m = 0;
+        for (int64_t j = 0; j < n; j++) {
+            if (!isnan(xr[j])) c[m++] = (ref_cand){xr[j], (int32_t)j};
+        }
+        qsort(c, (size_t)m, sizeof(*c), cmp_ref_cand);
+        float *v = row_f32(vals, r);
+        int32_t *id = (int32_t *)row_f32(ids, r);
+        for (int i = 0; i < k; i++) {
+            v[i] = i < m ? c[i].v : -INFINITY;
+            id[i] = i < m ? c[i].id : -1;
+        }
+        row_f32(lse, r)[0] = ref_lse(xr, n);
+    }
+    free(c);
 }

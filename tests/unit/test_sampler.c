@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/quant.h"
 #include "engine/sampler.h"
+#include "kernels/cpu/ref.h"
 
 // ---- helpers ----
 
@@ -733,6 +735,163 @@ START_TEST(test_validation_errors) {
 }
 END_TEST
 
+// ---- candidates (hl_sampler_sample_topk) ----
+
+// A row of n logits: kind 0 random, 1 few distinct values (many ties), 2 random with -inf holes.
+static void candidate_row(float *l, int n, int kind, hl_rng *rng) {
+    for (int i = 0; i < n; i++) {
+        const float u = hl_rng_uniform(rng);
+        if (kind == 1) l[i] = floorf(u * 6.0f) * 1.5f - 3.0f;
+        else l[i] = (u - 0.5f) * (kind == 2 ? 12.0f : 30.0f);
+        if (kind == 2 && hl_rng_uniform(rng) < 0.3f) l[i] = -INFINITY;
+    }
+}
+
+// Random parameters hl_sampler_can_use_topk accepts for a vocabulary of n.
+static hl_sampler_params eligible_params(int n, hl_rng *rng) {
+    hl_sampler_params p = hl_sampler_default_params();
+    const int max_k = n - 1 < HL_TOPK_MAX ? n - 1 : HL_TOPK_MAX;
+    p.temperature = hl_rng_uniform(rng) < 0.3f ? 0.0f : 0.05f + 1.95f * hl_rng_uniform(rng);
+    p.top_k = 1 + (int)(hl_rng_next(rng) % (uint64_t)max_k);
+    if (hl_rng_uniform(rng) < 0.5f) p.top_p = 0.3f + 0.7f * hl_rng_uniform(rng);
+    if (hl_rng_uniform(rng) < 0.4f) p.min_p = 0.3f * hl_rng_uniform(rng);
+    p.logprobs = hl_rng_uniform(rng) < 0.6f;
+    const int max_lp = n < HL_SAMPLER_MAX_LOGPROBS ? n : HL_SAMPLER_MAX_LOGPROBS;
+    if (p.logprobs) p.n_logprobs = (int)(hl_rng_next(rng) % (uint64_t)(max_lp + 1));
+    p.has_seed = true;
+    p.seed = hl_rng_next(rng);
+    return p;
+}
+
+static void topk_of(const float *l, int n, int k, float *vals, int32_t *ids, float *lse) {
+    hl_tensor x = {.type = HL_DTYPE_F32, .ne = {n, 1}, .row_bytes = (size_t)n * 4, .data = (void *)l};
+    hl_tensor tv = {.type = HL_DTYPE_F32, .ne = {k, 1}, .row_bytes = (size_t)k * 4, .data = vals};
+    hl_tensor ti = {.type = HL_DTYPE_I32, .ne = {k, 1}, .row_bytes = (size_t)k * 4, .data = ids};
+    hl_tensor tl = {.type = HL_DTYPE_F32, .ne = {1, 1}, .row_bytes = 4, .data = lse};
+    hl_ref_topk(&tv, &ti, &tl, &x, k);
+}
+
+// Thousands of (row, params, seed) cases: drawing from the candidates (as many as needed, or
+// more) gives what the whole row gives — token, RNG use over several draws, and logprobs bit
+// for bit with the sampler's own log-sum-exp; with the reference lse (double) the tokens are
+// the same and logprobs agree within float rounding of the lse.
+START_TEST(test_topk_candidates_match_full_row) {
+    hl_rng rng = {77};
+    float *l = malloc(sizeof(float) * 3000), vals[HL_TOPK_MAX];
+    int32_t ids[HL_TOPK_MAX];
+    hl_error err = {0};
+    int n_cases = 0;
+    for (int c = 0; c < 3000; c++) {
+        const int n = 2 + (int)(hl_rng_next(&rng) % (c % 10 == 0 ? 2999 : 400));
+        candidate_row(l, n, c % 3, &rng);
+        if (c % 3 == 2) l[hl_rng_next(&rng) % (uint64_t)n] = 1.0f; // not every token masked
+        hl_sampler_params p = eligible_params(n, &rng);
+        hl_sampler *full = make(&p, n), *cand = make(&p, n);
+        int k = 0;
+        ck_assert(hl_sampler_can_use_topk(cand, HL_TOPK_MAX, &k));
+        ck_assert_int_eq(k, p.temperature < HL_SAMPLER_GREEDY_EPS && p.n_logprobs < 1 ? 1 : k);
+        const int max_n = n < HL_TOPK_MAX ? n : HL_TOPK_MAX;
+        const int n_cand = k + (int)(hl_rng_next(&rng) % (uint64_t)(max_n - k + 1));
+        float ref_lse;
+        topk_of(l, n, n_cand, vals, ids, &ref_lse);
+        const float lse = c % 2 ? hl_sampler_log_sum_exp(l, n) : ref_lse;
+        for (int d = 0; d < 3; d++) {
+            hl_sample_result a, b;
+            const int ra = hl_sampler_sample(full, l, &a, &err);
+            const int rb = hl_sampler_sample_topk(cand, vals, ids, n_cand, lse, &b, &err);
+            if (ra != rb || a.token != b.token || a.n_top != b.n_top)
+                ck_abort_msg("case %d draw %d: rc %d/%d token %d/%d", c, d, ra, rb, (int)a.token, (int)b.token);
+            if (ra != HL_OK) break;
+            for (int i = 0; i < a.n_top; i++) {
+                if (a.top[i].id != b.top[i].id) ck_abort_msg("case %d: top %d id", c, i);
+            }
+            const bool exact = c % 2 == 1;
+            for (int i = -1; i < a.n_top; i++) {
+                const float x = i < 0 ? a.logprob : a.top[i].logprob, y = i < 0 ? b.logprob : b.top[i].logprob;
+                const bool same = memcmp(&x, &y, sizeof x) == 0 || (isnan(x) && isnan(y));
+                if (exact ? !same : !(same || fabsf(x - y) <= 4e-6f * fmaxf(1.0f, fabsf(lse))))
+                    ck_abort_msg("case %d: logprob %d %.9g vs %.9g", c, i, (double)x, (double)y);
+            }
+            hl_sampler_accept(full, a.token, NULL);
+            hl_sampler_accept(cand, b.token, NULL);
+            n_cases++;
+        }
+        hl_sampler_free(full);
+        hl_sampler_free(cand);
+    }
+    ck_assert_int_gt(n_cases, 6000);
+    free(l);
+}
+END_TEST
+
+// Greedy ties: the lowest id of the best value, from the candidates as from the row.
+START_TEST(test_topk_greedy_ties) {
+    float l[64], vals[8], lse;
+    int32_t ids[8];
+    for (int i = 0; i < 64; i++) l[i] = (float)(i % 5);
+    l[63] = 4.0f; // the best value at 4, 9, ..., 59, 63: greedy takes 4
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = 0;
+    hl_sampler *s = make(&p, 64);
+    topk_of(l, 64, 8, vals, ids, &lse);
+    hl_sample_result r;
+    ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 8, lse, &r, NULL), HL_OK);
+    ck_assert_int_eq(r.token, 4);
+    ck_assert_int_eq(sample1(s, l), 4);
+    hl_sampler_free(s);
+}
+END_TEST
+
+// Parameters that need the whole row are reported, and refused by sample_topk; a NaN lse and
+// an all -inf row are errors as on the full path.
+START_TEST(test_topk_ineligible_and_errors) {
+    const int n = 100;
+    float *l = random_logits(n, 3, 10.0f), vals[HL_TOPK_MAX], lse;
+    int32_t ids[HL_TOPK_MAX];
+    topk_of(l, n, 50, vals, ids, &lse);
+    hl_logit_bias bias = {3, 2.0f};
+    hl_sampler_params base = hl_sampler_default_params();
+    base.top_k = 10;
+    hl_sampler_params bad[8];
+    for (int i = 0; i < 8; i++) bad[i] = base;
+    bad[0].logit_bias = &bias;
+    bad[0].n_logit_bias = 1;
+    bad[1].repetition_penalty = 1.2f;
+    bad[2].frequency_penalty = 0.5f;
+    bad[3].presence_penalty = -0.5f;
+    bad[4].top_k = 0;          // whole-vocabulary draw
+    bad[5].top_k = n;          // k >= n_vocab is off
+    bad[6].top_k = 60;         // more than max_k below
+    bad[7].logprobs = true;    // n_logprobs over max_k below
+    bad[7].n_logprobs = 20;
+    bad[7].top_k = 5;
+    hl_error err = {0};
+    hl_sample_result r;
+    for (int i = 0; i < 8; i++) {
+        hl_sampler *s = make(&bad[i], n);
+        int k = -1;
+        ck_assert_msg(!hl_sampler_can_use_topk(s, i >= 6 ? 15 : HL_TOPK_MAX, &k), "case %d", i);
+        ck_assert_int_eq(k, 0);
+        if (i < 6) ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 50, lse, &r, &err), HL_ERR_INVAL);
+        hl_sampler_free(s);
+    }
+    hl_sampler *s = make(&base, n);
+    ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 5, lse, &r, &err), HL_ERR_INVAL); // too few
+    ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 50, NAN, &r, &err), HL_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "NaN"));
+    l[7] = NAN;
+    ck_assert(isnan(hl_sampler_log_sum_exp(l, n)));
+    for (int i = 0; i < n; i++) l[i] = -INFINITY;
+    topk_of(l, n, 50, vals, ids, &lse);
+    ck_assert(lse == -INFINITY && hl_sampler_log_sum_exp(l, n) == -INFINITY);
+    ck_assert_int_eq(hl_sampler_sample(s, l, &r, &err), HL_ERR_INVAL);
+    ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 50, lse, &r, &err), HL_ERR_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "banned"));
+    hl_sampler_free(s);
+    free(l);
+}
+END_TEST
+
 Suite *sampler_suite(void) {
     Suite *s = suite_create("sampler");
     TCase *tc = tcase_create("core");
@@ -750,6 +909,9 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, test_logprobs_are_raw_log_softmax);
     tcase_add_test(tc, test_stop_tokens_and_finish);
     tcase_add_test(tc, test_validation_errors);
+    tcase_add_test(tc, test_topk_candidates_match_full_row);
+    tcase_add_test(tc, test_topk_greedy_ties);
+    tcase_add_test(tc, test_topk_ineligible_and_errors);
     suite_add_tcase(s, tc);
     return s;
 }

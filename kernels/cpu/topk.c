@@ -1,0 +1,139 @@
+// topk: the k best entries and the log-sum-exp of one row (see topk.h).
+#include "kernels/cpu/topk.h"
+
+#include <math.h>
+
+#include "kernels/backend.h"
+
+typedef struct entry {
+    float v;
+    int32_t id;
+} entry;
+
+// True when a ranks below b: lower value, or equal value and higher column.
+static inline bool ranks_below(entry a, entry b) { return a.v < b.v || (a.v == b.v && a.id > b.id); }
+
+// Min-heap by rank: the root is the worst kept entry.
+static void sift_down(entry *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, m = i;
+        if (l < n && ranks_below(h[l], h[m])) m = l;
+        if (l + 1 < n && ranks_below(h[l + 1], h[m])) m = l + 1;
+        if (m == i) return;
+        entry t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+// Columns arrive in increasing order, so an equal value never beats the kept one; NaN fails
+// the comparison and is never taken.
+static inline void offer(entry *h, int k, float v, int32_t id) {
+    if (!(v > h[0].v)) return;
+    h[0] = (entry){v, id};
+    sift_down(h, k, 0);
+}
+
+// Heap sort of h[0..k): best first.
+static void heap_sort(entry *h, int k) {
+    for (int end = k - 1; end > 0; end--) {
+        entry t = h[0];
+        h[0] = h[end];
+        h[end] = t;
+        sift_down(h, end, 0);
+    }
+}
+
+// The k best of x into h, best first; the number of non-NaN values found when they are fewer
+// than k (h then holds all of them), else k.
+static int select_best(const float *x, int n, int k, entry *h) {
+    int filled = 0, i = 0;
+    for (; i < n && filled < k; i++) {
+        if (x[i] == x[i]) h[filled++] = (entry){x[i], i};
+    }
+    for (int j = filled / 2 - 1; j >= 0; j--) sift_down(h, filled, j);
+    if (filled < k) {
+        heap_sort(h, filled);
+        return filled;
+    }
+    for (; i + 8 <= n; i += 8) { // hot: almost every block stops at the test
+        float m = x[i];
+        for (int j = 1; j < 8; j++) m = x[i + j] > m ? x[i + j] : m;
+        if (m <= h[0].v) continue;
+        for (int j = 0; j < 8; j++) offer(h, k, x[i + j], i + j);
+    }
+    for (; i < n; i++) offer(h, k, x[i], i);
+    heap_sort(h, k);
+    return k;
+}
+
+// 1 for NaN or +inf (integer test on the bits, so the loop vectorizes).
+static inline uint32_t is_bad(float f) {
+    union { float f; uint32_t u; } b = {.f = f};
+    return (b.u - 0x7f800000u < 0x00800000u) | (b.u > 0xff800000u);
+}
+
+// exp(x) for x <= 0, exactly 0 below -87; Cephes' polynomial (relative error < 1e-7), without
+// branches so that GCC vectorizes the loop that calls it.
+static inline float exp_nonpos(float x) {
+    union { float f; int32_t i; } u = {.f = x};
+    int32_t ax = u.i & 0x7fffffff;
+    int32_t over = -(int32_t)((uint32_t)(0x42ae0000 - ax) >> 31);       // -1 when |x| > 87
+    u.i = (ax & ~over) | (0x42ae0000 & over);
+    float xc = -u.f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2)
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } y = {.i = ((int32_t)n + 127) << 23};
+    y.f *= p;
+    y.i &= ~over;
+    return y.f;
+}
+
+// max + log Σ exp(x - max), each block of 8 summed in float, the blocks in double.
+static float log_sum_exp(const float *x, int n) {
+    float lane[8];
+    uint32_t bad = 0;
+    for (int j = 0; j < 8; j++) lane[j] = -INFINITY;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) {
+            bad += is_bad(x[i + j]);
+            lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+        }
+    }
+    for (; i < n; i++) {
+        bad += is_bad(x[i]);
+        lane[0] = x[i] > lane[0] ? x[i] : lane[0];
+    }
+    if (bad) return NAN;
+    float max = lane[0];
+    for (int j = 1; j < 8; j++) max = lane[j] > max ? lane[j] : max;
+    if (max == -INFINITY) return -INFINITY;
+    double sum = 0;
+    for (i = 0; i + 8 <= n; i += 8) {
+        float acc = 0;
+        for (int j = 0; j < 8; j++) acc += exp_nonpos(x[i + j] - max);
+        sum += acc;
+    }
+    for (; i < n; i++) sum += exp_nonpos(x[i] - max);
+    return (float)((double)max + log(sum));
+}
+
+void hl_cpu_topk_row(const float *x, int n, int k, float *vals, int32_t *ids, float *lse) {
+    HL_ASSERT(k >= 1 && k <= n && k <= HL_TOPK_MAX);
+    entry h[HL_TOPK_MAX];
+    const int m = select_best(x, n, k, h);
+    for (int i = 0; i < k; i++) {
+        vals[i] = i < m ? h[i].v : -INFINITY;
+        ids[i] = i < m ? h[i].id : -1;
+    }
+    *lse = log_sum_exp(x, n);
+}
