@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,12 @@ static const route_entry routes[] = {
 };
 
 typedef struct conn conn;
+
+// What an epoll event of the waiter is about: a connection's engine stream, or its client socket.
+typedef struct watch {
+    conn *c;
+    bool sock;
+} watch;
 
 struct hl_server {
     hl_server_params p;
@@ -102,6 +109,10 @@ typedef struct conn {
     bool waiting;                 // non-streaming: suspended until done
     bool suspended;               // guarded by s->mu
     bool registered;              // guarded by s->mu: fd is in the epoll set
+    int sock;                     // the client's socket, -1 when unknown
+    bool sock_registered;         // guarded by s->mu: sock is in the epoll set
+    bool client_gone;             // guarded by s->mu: the client closed while we waited
+    watch w_engine, w_sock;       // epoll tags
     bool dead;                    // guarded by s->mu
     conn *prev, *next;            // guarded by s->mu (active list / graveyard)
 } conn;
@@ -147,6 +158,17 @@ static void free_graveyard(hl_server *s) {
     }
 }
 
+// The client of suspended c closed its socket (nginx's test: EOF or an error on a peek). Its
+// request is cancelled; the engine then ends the stream, which resumes c, and MHD closes it.
+static void on_client_event(hl_server *s, conn *c, uint32_t events) {
+    char b;
+    ssize_t r = recv(c->sock, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    bool gone = (events & (EPOLLHUP | EPOLLERR)) || r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    if (!gone) return; // bytes before a half-close: not an abort (not re-armed)
+    c->client_gone = true;
+    if (c->has_engine) hl_engine_cancel(s->engine, c->engine_id);
+}
+
 static void *waiter_main(void *arg) {
     hl_server *s = arg;
     struct epoll_event evs[64];
@@ -155,14 +177,19 @@ static void *waiter_main(void *arg) {
         if (n < 0 && errno != EINTR) break;
         pthread_mutex_lock(&s->mu);
         for (int i = 0; i < n; i++) {
-            conn *c = evs[i].data.ptr;
-            if (!c) {
+            watch *w = evs[i].data.ptr;
+            if (!w) {
                 uint64_t v;
                 ssize_t r = read(s->wake_fd, &v, sizeof v);
                 (void)r;
                 continue;
             }
+            conn *c = w->c;
             if (c->dead || !c->suspended || !s->mhd) continue;
+            if (w->sock) {
+                on_client_event(s, c, evs[i].events);
+                continue;
+            }
             c->suspended = false;
             MHD_resume_connection(c->mc);
         }
@@ -180,13 +207,26 @@ static void wake_waiter(hl_server *s) {
     (void)r;
 }
 
+// Watches c's client socket for a hang-up while c is suspended, so that a request still waiting
+// for its first token is cancelled when its client goes away (it has nothing to write yet that
+// could fail). Called with s->mu held.
+static void watch_client(hl_server *s, conn *c) {
+    if (c->sock < 0 || c->client_gone) return;
+    c->w_sock = (watch){c, true};
+    struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = &c->w_sock};
+    int op = c->sock_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(s->epoll_fd, op, c->sock, &ev) == 0) c->sock_registered = true;
+}
+
 // Suspends c until its engine fd has events. Called on an MHD thread while it handles c.
 static void suspend_for_events(conn *c) {
     hl_server *s = c->s;
     pthread_mutex_lock(&s->mu);
     c->suspended = true;
     MHD_suspend_connection(c->mc);
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = c};
+    watch_client(s, c);
+    c->w_engine = (watch){c, false};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.ptr = &c->w_engine};
     int op = c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(s->epoll_fd, op, c->fd, &ev) == 0) c->registered = true;
     else { // cannot watch: resume at once rather than hang (the next pass polls again)
@@ -203,7 +243,9 @@ static void engine_detach(conn *c) {
     hl_server *s = c->s;
     pthread_mutex_lock(&s->mu);
     if (c->registered) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->sock_registered) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->sock, NULL);
     c->registered = false;
+    c->sock_registered = false;
     pthread_mutex_unlock(&s->mu);
     hl_engine_release(s->engine, c->engine_id);
     c->has_engine = false;
@@ -791,6 +833,8 @@ static conn *conn_create(hl_server *s, struct MHD_Connection *mc, const char *ur
     c->mc = mc;
     c->key = -1;
     c->fd = -1;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c->sock = ci ? ci->connect_fd : -1;
     c->t_start = hl_time_ms();
     snprintf(c->method, sizeof c->method, "%s", method);
     snprintf(c->path, sizeof c->path, "%s", url);
@@ -848,7 +892,8 @@ static void log_and_count(conn *c) {
     if (c->gen && hl_gen_n_choices(c->gen) > 0 && hl_gen_choice_at(c->gen, 0)->done)
         finish = hl_finish_reason_name(hl_gen_choice_at(c->gen, 0)->finish);
     if (c->is_gen && !c->finalized) finish = "cancelled";
-    int status = c->status ? c->status : 499; // 499: the client went away before a response
+    // 499: the client went away before a response (or while its request waited)
+    int status = c->status && !c->client_gone ? c->status : 499;
     const char *model = c->model[0] ? c->model : c->req.model;
     hl_metrics_sample ms = {.model = model ? model : "", .endpoint = c->endpoint, .status = status,
                             .ttft_ms = ttft, .tpot_ms = tpot, .e2e_ms = c->is_gen ? now - c->t_start : -1,
