@@ -47,6 +47,11 @@ static void add_eog(hl_generator *g, int32_t id) {
 }
 
 hl_generator *hl_generator_create(const hl_model *model, int n_ctx, int prefill_chunk, hl_error *err) {
+    return hl_generator_create_kv(model, n_ctx, prefill_chunk, HL_DTYPE_F16, err);
+}
+
+hl_generator *hl_generator_create_kv(const hl_model *model, int n_ctx, int prefill_chunk, int kv_type,
+                                     hl_error *err) {
     const hl_model_config *c = &model->cfg;
     if (!model->tok || n_ctx < 2 || prefill_chunk < 1) {
         hl_errorf(err, HL_ERR_INVAL, "generator: needs a tokenizer, n_ctx >= 2 and a chunk >= 1");
@@ -57,7 +62,7 @@ hl_generator *hl_generator_create(const hl_model *model, int n_ctx, int prefill_
     g->n_ctx = n_ctx;
     g->chunk = prefill_chunk < n_ctx ? prefill_chunk : n_ctx;
     hl_kv_geom geom = {.n_blocks = (n_ctx + HL_KV_BLOCK - 1) / HL_KV_BLOCK, .n_kv_heads = c->n_kv_heads,
-                       .head_dim = c->head_dim, .kv_type = HL_DTYPE_F16};
+                       .head_dim = c->head_dim, .kv_type = kv_type};
     g->kv = hl_kv_cache_create(model->be, c->n_layers, &geom, err);
     if (g->kv) g->llama = hl_llama_create(model, g->kv, g->chunk, 1, 1, err);
     if (!g->llama) {

@@ -59,6 +59,10 @@ typedef bool (*hl_generate_text_fn)(void *ctx, const char *text, size_t len);
 // at most prefill_chunk tokens per step. NULL + HL_ERR_INVAL for bad sizes or a model without
 // a tokenizer; HL_ERR_NOMEM.
 hl_generator *hl_generator_create(const hl_model *model, int n_ctx, int prefill_chunk, hl_error *err);
+// As hl_generator_create, with K/V elements of kv_type (HL_DTYPE_F16, F32 or I8; the cache's
+// errors of hl_kv_cache_create for another type or one the backend lacks).
+hl_generator *hl_generator_create_kv(const hl_model *model, int n_ctx, int prefill_chunk, int kv_type,
+                                     hl_error *err);
 void hl_generator_free(hl_generator *g); // accepts NULL
 
 // Generates after prompt[0..n_prompt) (n_prompt >= 1). Text goes to on_text (may be NULL).

@@ -30,18 +30,48 @@ struct hl_kv_cache {
     void *staging;        // (one block of one layer's K) host copy buffer for fork; lazy
 };
 
-static size_t elem_bytes(int kv_type) { return kv_type == HL_DTYPE_F32 ? 4 : 2; }
+static size_t elem_bytes(int kv_type) {
+    if (kv_type == HL_DTYPE_I8) return 1;
+    return kv_type == HL_DTYPE_F32 ? 4 : 2;
+}
+
+// Bytes of one block's K (or V) elements in one layer.
+static size_t code_bytes(const hl_kv_geom *g) {
+    return (size_t)g->n_kv_heads * HL_KV_BLOCK * (size_t)g->head_dim * elem_bytes(g->kv_type);
+}
+
+// Bytes of one block's K (or V) row scales in one layer: one float per (head, token), int8 only.
+static size_t scale_bytes(const hl_kv_geom *g) {
+    return g->kv_type == HL_DTYPE_I8 ? (size_t)g->n_kv_heads * HL_KV_BLOCK * sizeof(float) : 0;
+}
 
 size_t hl_kv_cache_block_bytes(int n_layers, const hl_kv_geom *g) {
-    return 2 * (size_t)n_layers * (size_t)g->n_kv_heads * HL_KV_BLOCK * (size_t)g->head_dim *
-           elem_bytes(g->kv_type);
+    return 2 * (size_t)n_layers * (code_bytes(g) + scale_bytes(g));
+}
+
+int hl_kv_cache_dtype_parse(const char *name, int *kv_type, hl_error *err) {
+    if (name && (strcmp(name, "f16") == 0 || strcmp(name, "auto") == 0)) *kv_type = HL_DTYPE_F16;
+    else if (name && strcmp(name, "f32") == 0) *kv_type = HL_DTYPE_F32;
+    else if (name && strcmp(name, "int8") == 0) *kv_type = HL_DTYPE_I8;
+    else
+        return hl_errorf(err, HL_ERR_INVAL, "unknown KV cache dtype '%s' (f16, f32 or int8)", name ? name : "");
+    return HL_OK;
+}
+
+const char *hl_kv_cache_dtype_name(int kv_type) {
+    switch (kv_type) {
+    case HL_DTYPE_F16: return "f16";
+    case HL_DTYPE_F32: return "f32";
+    case HL_DTYPE_I8: return "int8";
+    default: return "?";
+    }
 }
 
 static int check_geom(hl_backend *be, int n_layers, const hl_kv_geom *g, hl_error *err) {
     if (n_layers <= 0 || g->n_blocks <= 0 || g->n_blocks > (1 << 28) || g->n_kv_heads <= 0 || g->head_dim <= 0)
         return hl_errorf(err, HL_ERR_INVAL, "kv cache: bad geometry (%d layers, %d blocks, %d heads, dim %d)",
                          n_layers, g->n_blocks, g->n_kv_heads, g->head_dim);
-    if (g->kv_type != HL_DTYPE_F16 && g->kv_type != HL_DTYPE_F32)
+    if (g->kv_type != HL_DTYPE_F16 && g->kv_type != HL_DTYPE_F32 && g->kv_type != HL_DTYPE_I8)
         return hl_errorf(err, HL_ERR_INVAL, "kv cache: type %s is not supported", hl_quant_name(g->kv_type));
     if (!be->ops->supports(be, HL_OP_ATTENTION, g->kv_type) || !be->ops->supports(be, HL_OP_ROPE_KV, g->kv_type))
         return hl_errorf(err, HL_ERR_UNSUPPORTED, "kv cache: backend %s has no %s attention", be->ops->name,
@@ -70,6 +100,19 @@ static void alloc_tables(hl_kv_cache *kv, int n) {
     kv->n_free = n;
 }
 
+// One layer's K and V pools (and, for int8, their row scales) from the backend.
+static int alloc_layer(hl_kv_cache *kv, hl_kv_layer *l, size_t n_bytes, size_t n_scale_bytes) {
+    hl_backend *be = kv->be;
+    l->k = be->ops->alloc(be, n_bytes);
+    l->v = be->ops->alloc(be, n_bytes);
+    if (n_scale_bytes > 0) {
+        l->k_scale = be->ops->alloc(be, n_scale_bytes);
+        l->v_scale = be->ops->alloc(be, n_scale_bytes);
+        if (!l->k_scale || !l->v_scale) return HL_ERR_NOMEM;
+    }
+    return l->k && l->v ? HL_OK : HL_ERR_NOMEM;
+}
+
 hl_kv_cache *hl_kv_cache_create(hl_backend *be, int n_layers, const hl_kv_geom *geom, hl_error *err) {
     if (check_geom(be, n_layers, geom, err) != HL_OK) return NULL;
     hl_kv_cache *kv = hl_xcalloc(1, sizeof(*kv));
@@ -78,17 +121,17 @@ hl_kv_cache *hl_kv_cache_create(hl_backend *be, int n_layers, const hl_kv_geom *
     kv->n_layers = n_layers;
     kv->layers = hl_xcalloc((size_t)n_layers, sizeof(hl_kv_layer));
     alloc_tables(kv, geom->n_blocks);
-    size_t per_layer = hl_kv_cache_block_bytes(1, geom) / 2, n_bytes;
-    if (!hl_mul_ok(per_layer, (size_t)geom->n_blocks, &n_bytes)) {
+    size_t n_bytes, n_scale_bytes;
+    if (!hl_mul_ok(code_bytes(geom), (size_t)geom->n_blocks, &n_bytes) ||
+        !hl_mul_ok(scale_bytes(geom), (size_t)geom->n_blocks, &n_scale_bytes)) {
         hl_errorf(err, HL_ERR_NOMEM, "kv cache: %d blocks overflow the address space", geom->n_blocks);
         hl_kv_cache_free(kv);
         return NULL;
     }
     for (int il = 0; il < n_layers; il++) {
-        kv->layers[il].k = be->ops->alloc(be, n_bytes);
-        kv->layers[il].v = be->ops->alloc(be, n_bytes);
-        if (!kv->layers[il].k || !kv->layers[il].v) {
-            hl_errorf(err, HL_ERR_NOMEM, "kv cache: cannot allocate %zu bytes for layer %d", 2 * n_bytes, il);
+        if (alloc_layer(kv, &kv->layers[il], n_bytes, n_scale_bytes) != HL_OK) {
+            hl_errorf(err, HL_ERR_NOMEM, "kv cache: cannot allocate %zu bytes for layer %d",
+                      2 * (n_bytes + n_scale_bytes), il);
             hl_kv_cache_free(kv);
             return NULL;
         }
@@ -101,6 +144,8 @@ void hl_kv_cache_free(hl_kv_cache *kv) {
     for (int il = 0; il < kv->n_layers; il++) {
         kv->be->ops->release(kv->be, kv->layers[il].k);
         kv->be->ops->release(kv->be, kv->layers[il].v);
+        kv->be->ops->release(kv->be, kv->layers[il].k_scale);
+        kv->be->ops->release(kv->be, kv->layers[il].v_scale);
     }
     free(kv->layers);
     free(kv->ref);
@@ -319,19 +364,27 @@ void hl_kv_cache_seq_commit(hl_kv_cache *kv, hl_kv_seq *seq, const int32_t *toke
     }
 }
 
-// Copies block src's K and V in every layer into block dst (through host memory: the
-// backend interface has no device-to-device copy; this runs once per fork).
+// Copies block src of a pool whose blocks are bb bytes into block dst, through the staging
+// buffer (host memory: the backend interface has no device-to-device copy).
+static int copy_pool_block(hl_kv_cache *kv, void *pool, size_t bb, int32_t dst, int32_t src, hl_error *err) {
+    char *base = pool;
+    int rc = kv->be->ops->download(kv->be, kv->staging, base + (size_t)src * bb, bb, err);
+    if (rc != HL_OK) return rc;
+    return kv->be->ops->upload(kv->be, base + (size_t)dst * bb, kv->staging, bb, err);
+}
+
+// Copies block src's K and V (and int8 row scales) in every layer into block dst; this runs
+// once per fork.
 static int copy_block(hl_kv_cache *kv, int32_t dst, int32_t src, hl_error *err) {
-    const size_t bb = hl_kv_cache_block_bytes(1, &kv->geom) / 2;
-    if (!kv->staging) kv->staging = hl_xmalloc(bb);
+    const size_t bb = code_bytes(&kv->geom), sb = scale_bytes(&kv->geom);
+    if (!kv->staging) kv->staging = hl_xmalloc(bb > sb ? bb : sb);
     for (int il = 0; il < kv->n_layers; il++) {
-        void *pools[2] = {kv->layers[il].k, kv->layers[il].v};
-        for (int i = 0; i < 2; i++) {
-            char *base = pools[i];
-            int rc = kv->be->ops->download(kv->be, kv->staging, base + (size_t)src * bb, bb, err);
-            if (rc == HL_OK) rc = kv->be->ops->upload(kv->be, base + (size_t)dst * bb, kv->staging, bb, err);
-            if (rc != HL_OK) return rc;
-        }
+        const hl_kv_layer *l = &kv->layers[il];
+        int rc = copy_pool_block(kv, l->k, bb, dst, src, err);
+        if (rc == HL_OK) rc = copy_pool_block(kv, l->v, bb, dst, src, err);
+        if (rc == HL_OK && sb > 0) rc = copy_pool_block(kv, l->k_scale, sb, dst, src, err);
+        if (rc == HL_OK && sb > 0) rc = copy_pool_block(kv, l->v_scale, sb, dst, src, err);
+        if (rc != HL_OK) return rc;
     }
     return HL_OK;
 }

@@ -38,8 +38,10 @@ typedef struct hl_kv_seq {
 } hl_kv_seq;
 
 // Allocates geom->n_blocks blocks of K and V for each of n_layers layers from be (borrowed,
-// must outlive the cache). NULL + HL_ERR_INVAL for a bad geometry or kv_type the backend
-// does not support for attention, HL_ERR_NOMEM when the backend cannot allocate the pool.
+// must outlive the cache); kv_type HL_DTYPE_F16, F32 or I8 (int8 also gets the k_scale /
+// v_scale row scales of kernels/backend.h). NULL + HL_ERR_INVAL for a bad geometry or another
+// kv_type, HL_ERR_UNSUPPORTED when the backend has no ROPE_KV or ATTENTION for kv_type,
+// HL_ERR_NOMEM when the backend cannot allocate the pool.
 hl_kv_cache *hl_kv_cache_create(hl_backend *be, int n_layers, const hl_kv_geom *geom, hl_error *err);
 void hl_kv_cache_free(hl_kv_cache *kv); // accepts NULL
 
@@ -54,8 +56,15 @@ int hl_kv_cache_n_used(const hl_kv_cache *kv);
 // References on block id (0 when free or cached); for tests.
 int hl_kv_cache_refcount(const hl_kv_cache *kv, int32_t id);
 
-// Bytes one block takes over all layers (K and V), for sizing a pool from a memory budget.
+// Bytes one block takes over all layers (K and V, plus the row scales for int8), for sizing a
+// pool from a memory budget.
 size_t hl_kv_cache_block_bytes(int n_layers, const hl_kv_geom *geom);
+
+// The kv_type a --kv-cache-dtype name selects: "f16" (or "auto", the default), "f32", "int8".
+// HL_ERR_INVAL naming the choices for anything else (NULL included); *kv_type unchanged then.
+int hl_kv_cache_dtype_parse(const char *name, int *kv_type, hl_error *err);
+// "f16", "f32", "int8" (the names hl_kv_cache_dtype_parse takes), "?" for other types.
+const char *hl_kv_cache_dtype_name(int kv_type);
 
 // Takes a block with one reference: a free one, else the least recently used cached one
 // (evicting it from the prefix cache); -1 when every block is in use.
@@ -92,9 +101,10 @@ int hl_kv_cache_seq_match(hl_kv_cache *kv, hl_kv_seq *seq, const int32_t *tokens
 void hl_kv_cache_seq_commit(hl_kv_cache *kv, hl_kv_seq *seq, const int32_t *tokens, int n_computed);
 
 // Makes the empty dst share src's blocks for positions [0, n_tokens): full blocks by reference,
-// a partial last block by copying its K/V into a new block (the two sequences then write
-// different tokens there). HL_ERR_BUSY when no block is left for the copy (dst unchanged),
-// HL_ERR_INVAL when src does not cover n_tokens; the backend's copy errors otherwise.
+// a partial last block by copying its K/V (and int8 row scales) into a new block (the two
+// sequences then write different tokens there). HL_ERR_BUSY when no block is left for the copy
+// (dst unchanged), HL_ERR_INVAL when src does not cover n_tokens; the backend's copy errors
+// otherwise.
 int hl_kv_cache_seq_fork(hl_kv_cache *kv, hl_kv_seq *dst, const hl_kv_seq *src, int n_tokens, hl_error *err);
 
 // Reorders the free list with a seeded shuffle, so that the next allocations hand out block

@@ -23,7 +23,9 @@
 
 #include "common/stats.h"
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "tools/bench.h"
 #include "tools/cli.h"
 
@@ -36,6 +38,7 @@ typedef struct eng_opts {
     double kv_fraction;
     bool no_graphs, batch_given;
     long long synth_vocab;
+    int kv_type;        // --kv-cache-dtype
     // --serve-sim
     bool sim;
     long long sessions, requests, seed;
@@ -51,8 +54,8 @@ typedef struct eng_result {
 static const char usage_text[] =
     "usage: halyard bench engine -m MODEL [--device cpu|cuda[:N]] [-p 512] [-n 128]\n"
     "         [--batch 1,4,16,64] [--reps 3] [-t THREADS] [--max-batched-tokens 512]\n"
-    "         [--kv-cache-mb MB] [--kv-cache-fraction 0.9] [--no-graphs] [--synth-vocab N]\n"
-    "         [--json FILE]\n"
+    "         [--kv-cache-mb MB] [--kv-cache-fraction 0.9] [--kv-cache-dtype f16|f32|int8]\n"
+    "         [--no-graphs] [--synth-vocab N] [--json FILE]\n"
     "       halyard bench engine -m MODEL --serve-sim [--sessions 64] [--requests 2*sessions]\n"
     "         [--rate R] [-p 512] [-n 128] [--range-ratio 0] [--seed 1] [other options as above]\n"
     "Runs the batching engine in this process and reports, for each batch size B, prompt\n"
@@ -91,6 +94,13 @@ static bool parse_range(const char *opt, const char *v, double lo, double hi, do
     return false;
 }
 
+static bool parse_kv_dtype(eng_opts *o, const char *v) {
+    hl_error err = {0};
+    if (hl_kv_cache_dtype_parse(v, &o->kv_type, &err) == HL_OK) return true;
+    fprintf(stderr, "halyard bench engine: --kv-cache-dtype: %s\n", err.msg);
+    return false;
+}
+
 static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "-m") == 0 || strcmp(s, "--model") == 0) return (o->model = v) != NULL;
     if (strcmp(s, "--device") == 0) return (o->device = v) != NULL;
@@ -108,6 +118,7 @@ static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "--kv-cache-mb") == 0) return hl_cli_parse_int(s, v, 0, 1 << 24, &o->kv_mb);
     if (strcmp(s, "--kv-cache-fraction") == 0)
         return parse_range(s, v, 1e-3, 1.0, &o->kv_fraction);
+    if (strcmp(s, "--kv-cache-dtype") == 0) return parse_kv_dtype(o, v);
     if (strcmp(s, "--sessions") == 0) return hl_cli_parse_int(s, v, 1, 4096, &o->sessions);
     if (strcmp(s, "--requests") == 0) return hl_cli_parse_int(s, v, 1, 1 << 20, &o->requests);
     if (strcmp(s, "--seed") == 0) return hl_cli_parse_int(s, v, 0, INT64_MAX, &o->seed);
@@ -118,7 +129,8 @@ static bool parse_opt(eng_opts *o, const char *s, const char *v) {
 }
 
 static int parse_args(int argc, char **argv, eng_opts *o) {
-    *o = (eng_opts){.device = "cpu", .n_prompt = 512, .n_gen = 128, .reps = 3, .sessions = 64, .seed = 1};
+    *o = (eng_opts){.device = "cpu", .n_prompt = 512, .n_gen = 128, .reps = 3, .sessions = 64, .seed = 1,
+                    .kv_type = HL_DTYPE_F16};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
@@ -164,6 +176,7 @@ static hl_engine *open_engine(const eng_opts *o, hl_error *err) {
     if (p.max_batched_tokens < p.max_seqs) p.max_batched_tokens = p.max_seqs;
     if (o->kv_mb > 0) p.kv_cache_mb = (size_t)o->kv_mb;
     if (o->kv_fraction > 0) p.kv_cache_fraction = (float)o->kv_fraction;
+    p.kv_cache_dtype = o->kv_type;
     p.graphs = !o->no_graphs;
     return hl_engine_create(&p, err);
 }
@@ -250,6 +263,7 @@ static int write_json(const eng_opts *o, const eng_result *res, int n) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", o->model);
     cJSON_AddStringToObject(j, "device", o->device);
+    cJSON_AddStringToObject(j, "kv_cache_dtype", hl_kv_cache_dtype_name(o->kv_type));
     cJSON_AddNumberToObject(j, "threads", (double)o->threads);
     cJSON_AddNumberToObject(j, "reps", (double)o->reps);
     cJSON *arr = cJSON_AddArrayToObject(j, "results");
@@ -455,6 +469,7 @@ static int sim_write_json(const eng_opts *o, const sim_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", o->model);
     cJSON_AddStringToObject(j, "device", o->device);
+    cJSON_AddStringToObject(j, "kv_cache_dtype", hl_kv_cache_dtype_name(o->kv_type));
     cJSON_AddStringToObject(j, "mode", o->rate > 0 ? "poisson" : "closed-loop");
     cJSON_AddNumberToObject(j, "sessions", (double)o->sessions);
     cJSON_AddNumberToObject(j, "rate", o->rate);
@@ -527,8 +542,8 @@ int hl_bench_engine(int argc, char **argv) {
         hl_engine_free(e);
         return rc;
     }
-    printf("bench engine: %s on %s, %lld threads (0: one per core), %lld reps\n", o.model, o.device,
-           o.threads, o.reps);
+    printf("bench engine: %s on %s, %lld threads (0: one per core), %lld reps, %s KV cache\n", o.model,
+           o.device, o.threads, o.reps, hl_kv_cache_dtype_name(o.kv_type));
     eng_result res[2 * MAX_BATCHES];
     int n_res = 0;
     rc = run_all(e, &o, res, &n_res, &err);

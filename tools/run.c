@@ -5,7 +5,9 @@
 #include <stdlib.h>
 
 #include "engine/generate.h"
+#include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "engine/quant.h"
 #include "server/prompt.h"
 #include "tokenizer/chat.h"
 #include "tools/cli.h"
@@ -14,13 +16,14 @@
 #define MAX_STOPS 8
 
 typedef struct run_args {
-    const char *model, *prompt, *system, *template_name, *tokenizer_from, *device;
+    const char *model, *prompt, *system, *template_name, *tokenizer_from, *device, *kv_dtype;
     const char *stops[MAX_STOPS];
     int n_stops;
     bool chat, interactive, verbose;
     long long n_predict, top_k, seed, threads, ctx, chunk;
     double temp, top_p, min_p, repeat_penalty;
     bool has_seed;
+    int kv_type; // from --kv-cache-dtype
 } run_args;
 
 static void usage(FILE *f) {
@@ -29,10 +32,12 @@ static void usage(FILE *f) {
             "                   [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R]\n"
             "                   [--seed S] [--stop TEXT] [-t THREADS] [--ctx N] [--chunk N]\n"
             "                   [--tokenizer-from FILE.gguf] [--interactive] [--device cpu|cuda[:N]]\n"
+            "                   [--kv-cache-dtype f16|f32|int8]\n"
             "Generates text after PROMPT and streams it to stdout; prompt and generation speed go to\n"
             "stderr. --chat wraps PROMPT (and --system) in the model's chat template (or NAME: %s).\n"
             "--interactive is a chat loop over stdin lines, keeping the history. Defaults: -n 256,\n"
             "--temp 0.8, --top-k 40, --top-p 0.95, --min-p 0.05 (--temp 0 is greedy), --ctx 4096.\n"
+            "--kv-cache-dtype: K/V cache elements, f16 (default), f32 or int8 (about half of f16's memory).\n"
             "MODEL: GGUF, safetensors folder or synthetic:<shape>:<type>.\n",
             HL_CHAT_NAMES);
 }
@@ -62,6 +67,7 @@ static bool parse_string(run_args *a, const char *s, const char *v) {
     else if (strcmp(s, "--chat-template") == 0) a->template_name = v;
     else if (strcmp(s, "--tokenizer-from") == 0) a->tokenizer_from = v;
     else if (strcmp(s, "--device") == 0) a->device = v;
+    else if (strcmp(s, "--kv-cache-dtype") == 0) a->kv_dtype = v;
     else if (strcmp(s, "--stop") == 0 && a->n_stops < MAX_STOPS) a->stops[a->n_stops++] = v;
     else return false;
     return true;
@@ -69,7 +75,7 @@ static bool parse_string(run_args *a, const char *s, const char *v) {
 
 static int parse_args(int argc, char **argv, run_args *a) {
     *a = (run_args){.n_predict = 256, .top_k = 40, .ctx = 4096, .chunk = 256, .temp = 0.8, .top_p = 0.95,
-                    .min_p = 0.05, .repeat_penalty = 1.0};
+                    .min_p = 0.05, .repeat_penalty = 1.0, .kv_type = HL_DTYPE_F16};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool known = true;
@@ -85,6 +91,11 @@ static int parse_args(int argc, char **argv, run_args *a) {
             if (!known || !v) fprintf(stderr, "halyard run: unknown option or missing value: %s\n", s);
             return 2;
         } else i++;
+    }
+    hl_error err = {0};
+    if (a->kv_dtype && hl_kv_cache_dtype_parse(a->kv_dtype, &a->kv_type, &err) != HL_OK) {
+        fprintf(stderr, "halyard run: --kv-cache-dtype: %s\n", err.msg);
+        return 2;
     }
     if (!a->model || (!a->prompt && !a->interactive)) {
         usage(stderr);
@@ -266,7 +277,7 @@ int hl_cmd_run(int argc, char **argv) {
     if (m && a.verbose)
         fprintf(stderr, "halyard run: %s: %d layers, dim %d, vocab %d\n", m->name, m->cfg.n_layers, m->cfg.dim,
                 m->cfg.n_vocab);
-    if (m) s.gen = hl_generator_create(m, (int)a.ctx, (int)a.chunk, &err);
+    if (m) s.gen = hl_generator_create_kv(m, (int)a.ctx, (int)a.chunk, a.kv_type, &err);
     rc = s.gen ? session_run(&s, &err) : err.code;
     if (rc != HL_OK) fprintf(stderr, "halyard run: %s\n", err.msg);
     for (int i = 0; i < s.n_msgs; i++) free(s.owned[i]);

@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine/engine.h"
+#include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "server/auth.h"
 #include "server/http.h"
@@ -51,6 +52,8 @@ static void usage(FILE *f) {
             "  --no-graphs               CUDA: run decode steps directly, not from CUDA graphs\n"
             "  --tokenizer-from GGUF     tokenizer for synthetic models\n"
             "  --kv-cache-mb N           KV cache size on the CPU\n"
+            "  --kv-cache-dtype T        K/V cache elements: f16 (default), f32 or int8 (int8: about half\n"
+            "                            the memory of f16 per token, so twice the tokens in the same size)\n"
             "  --max-seqs N              running sequences at most (default 64)\n"
             "  --max-batched-tokens N    tokens per engine step (default 512)\n"
             "  --max-waiting N           queued requests before 429 (default 1024)\n"
@@ -63,7 +66,8 @@ static void usage(FILE *f) {
             "  --connection-timeout N    close connections idle this many seconds (default 15)\n"
             "  --drain-seconds N         grace period for in-flight requests on SIGTERM (default 30)\n"
             "  --no-access-log           no JSON line per request on stdout\n"
-            "  --config FILE             JSON object of these options without the dashes, e.g.\n"
+            "  --config FILE             JSON object of these options without the leading dashes (inner\n"
+            "                            dashes may be underscores), e.g.\n"
             "                            {\"port\": 8080, \"max-seqs\": 32, \"no-access-log\": true};\n"
             "                            options on the command line override the file\n",
             HL_CHAT_NAMES);
@@ -88,7 +92,13 @@ static bool parse_opt(serve_args *a, const char *opt, const char *v) {
     else if (strcmp(opt, "--chat-template") == 0) a->chat_template = v;
     else if (strcmp(opt, "--device") == 0) a->engine.device = v;
     else if (strcmp(opt, "--tokenizer-from") == 0) a->engine.tokenizer_from = v;
-    else if (strcmp(opt, "--port") == 0) {
+    else if (strcmp(opt, "--kv-cache-dtype") == 0) {
+        hl_error err = {0};
+        if (hl_kv_cache_dtype_parse(v, &a->engine.kv_cache_dtype, &err) != HL_OK) {
+            fprintf(stderr, "halyard serve: --kv-cache-dtype: %s\n", err.msg);
+            return false;
+        }
+    } else if (strcmp(opt, "--port") == 0) {
         if (!hl_cli_parse_int(opt, v, 0, 65535, &x)) return false;
         a->http.port = (int)x;
     } else if (strcmp(opt, "-t") == 0 || strcmp(opt, "--threads") == 0) {
@@ -156,7 +166,8 @@ static bool parse_flag(serve_args *a, const char *opt) {
     return true;
 }
 
-// One key of the --config object, as if "--key value" had been given.
+// One key of the --config object, as if "--key value" had been given; underscores in keys
+// read as dashes ("kv_cache_dtype" is --kv-cache-dtype, as vLLM's config files spell it).
 static bool parse_config_item(serve_args *a, const cJSON *item) {
     char opt[80];
     if (strlen(item->string) > 64 || strcmp(item->string, "config") == 0) {
@@ -165,6 +176,7 @@ static bool parse_config_item(serve_args *a, const cJSON *item) {
     }
     bool short_opt = strcmp(item->string, "m") == 0 || strcmp(item->string, "t") == 0;
     snprintf(opt, sizeof opt, "%s%s", short_opt ? "-" : "--", item->string);
+    for (char *c = opt + 2; *c; c++) *c = *c == '_' ? '-' : *c;
     if (cJSON_IsBool(item)) {
         if (cJSON_IsTrue(item) && !parse_flag(a, opt)) {
             fprintf(stderr, "halyard serve: --config: '%s' is not a flag\n", item->string);

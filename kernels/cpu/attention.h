@@ -4,7 +4,8 @@
 //
 // Per KV block of 16 positions: the group's scores (dot products reduced in a fixed order),
 // one online-softmax update per head (running max rescales the accumulator only when it
-// grows), a vectorized exp, then P·V. The arithmetic of an output row depends only on its own
+// grows), a vectorized exp, then P·V. int8 K/V rows are converted from their codes, the row
+// scale applied once per row (to the dot product for K, to the probability for V). The arithmetic of an output row depends only on its own
 // token's query and the sequence's cached K/V — never on the batch or the thread split.
 //
 //   hl_attn_args a = {out, q, kv, geom, batch, n_heads, scale};
@@ -19,7 +20,7 @@ typedef struct hl_attn_args {
     hl_tensor *out;             // (n_tokens, n_heads * head_dim)
     const hl_tensor *q;         // (n_tokens, n_heads * head_dim)
     const hl_kv_layer *kv;
-    const hl_kv_geom *geom;     // kv_type F16 or F32
+    const hl_kv_geom *geom;     // kv_type F16, F32 or I8
     const hl_batch *batch;
     int n_heads;
     float scale;

@@ -39,24 +39,33 @@ ATT_INLINE __m512 exp512(__m512 x) {
     return _mm512_maskz_scalef_ps(ok, p, n);
 }
 
-ATT_INLINE __m512 load16(const void *base, bool f16, size_t at) {
-    if (f16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + at)));
+// 16 K/V elements from `at` as floats; kt (enum hl_dtype: F16, F32 or I8, a compile-time
+// constant in each instance) picks the conversion. int8 gives the codes: the row scale is
+// applied by the caller, once per row.
+ATT_INLINE __m512 load16(const void *base, int kt, size_t at) {
+    if (kt == HL_DTYPE_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)base + at)));
+    if (kt == HL_DTYPE_I8) {
+        const __m128i codes = _mm_loadu_si128((const __m128i *)((const int8_t *)base + at));
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes));
+    }
     return _mm512_loadu_ps((const float *)base + at);
 }
 
 // Scores of the group's G heads (queries q, G rows of hd) against the nj keys at slots
-// base .. base + nj: sc[h][j] = q_h · k_j (unscaled).
-ATT_INLINE void block_scores(const hl_attn_args *a, bool f16, int kvh, int32_t base, int nj,
+// base .. base + nj: sc[h][j] = q_h · k_j (unscaled; int8: the codes' dot times the row scale).
+ATT_INLINE void block_scores(const hl_attn_args *a, int kt, int kvh, int32_t base, int nj,
                              const float *q, int G, float (*sc)[16]) {
     const int hd = a->geom->head_dim, nc = hd / 16;
     for (int j = 0; j < nj; j++) {
         const size_t at = kv_at(a->geom, base + j, kvh);
+        const float ks = kt == HL_DTYPE_I8 ? a->kv->k_scale[at / (size_t)hd] : 1.0f;
         __m512 k[MAX_HD / 16];
-        for (int c = 0; c < nc; c++) k[c] = load16(a->kv->k, f16, at + 16 * (size_t)c);
+        for (int c = 0; c < nc; c++) k[c] = load16(a->kv->k, kt, at + 16 * (size_t)c);
         for (int h = 0; h < G; h++) {
             __m512 d = _mm512_mul_ps(_mm512_loadu_ps(q + h * hd), k[0]);
             for (int c = 1; c < nc; c++) d = _mm512_fmadd_ps(_mm512_loadu_ps(q + h * hd + 16 * c), k[c], d);
-            sc[h][j] = _mm512_reduce_add_ps(d);
+            sc[h][j] = kt == HL_DTYPE_I8 ? _mm512_reduce_add_ps(d) * ks : _mm512_reduce_add_ps(d);
         }
     }
 }
@@ -79,16 +88,18 @@ ATT_INLINE void block_softmax(float *sc, int nj, float scale, float *m, float *l
     _mm512_storeu_ps(sc, p);
 }
 
-// acc_h += sum over the block's keys j of p[h][j] · v_j, for the G heads.
-ATT_INLINE void block_pv(const hl_attn_args *a, bool f16, int kvh, int32_t base, int nj,
+// acc_h += sum over the block's keys j of p[h][j] · v_j, for the G heads (int8: p[h][j] times
+// the row scale, times the codes).
+ATT_INLINE void block_pv(const hl_attn_args *a, int kt, int kvh, int32_t base, int nj,
                          float (*p)[16], int G, float *acc) {
     const int hd = a->geom->head_dim, nc = hd / 16;
     for (int j = 0; j < nj; j++) {
         const size_t at = kv_at(a->geom, base + j, kvh);
+        const float vs = kt == HL_DTYPE_I8 ? a->kv->v_scale[at / (size_t)hd] : 1.0f;
         __m512 v[MAX_HD / 16];
-        for (int c = 0; c < nc; c++) v[c] = load16(a->kv->v, f16, at + 16 * (size_t)c);
+        for (int c = 0; c < nc; c++) v[c] = load16(a->kv->v, kt, at + 16 * (size_t)c);
         for (int h = 0; h < G; h++) {
-            const __m512 pj = _mm512_set1_ps(p[h][j]);
+            const __m512 pj = _mm512_set1_ps(kt == HL_DTYPE_I8 ? p[h][j] * vs : p[h][j]);
             float *ah = acc + h * hd;
             for (int c = 0; c < nc; c++)
                 _mm512_storeu_ps(ah + 16 * c, _mm512_fmadd_ps(pj, v[c], _mm512_loadu_ps(ah + 16 * c)));
@@ -96,7 +107,7 @@ ATT_INLINE void block_pv(const hl_attn_args *a, bool f16, int kvh, int32_t base,
     }
 }
 
-ATT_INLINE void group_kv(const hl_attn_args *a, bool f16, int i, int s, int kvh) {
+ATT_INLINE void group_kv(const hl_attn_args *a, int kt, int i, int s, int kvh) {
     const hl_batch *b = a->batch;
     const int hd = a->geom->head_dim, G = a->n_heads / a->geom->n_kv_heads;
     const int32_t *table = b->block_table + (size_t)s * b->max_blocks;
@@ -110,9 +121,9 @@ ATT_INLINE void group_kv(const hl_attn_args *a, bool f16, int i, int s, int kvh)
     for (int j0 = 0; j0 < n_ctx; j0 += HL_KV_BLOCK) {
         const int nj = n_ctx - j0 < HL_KV_BLOCK ? n_ctx - j0 : HL_KV_BLOCK;
         const int32_t base = table[j0 / HL_KV_BLOCK] * HL_KV_BLOCK;
-        block_scores(a, f16, kvh, base, nj, q, G, sc);
+        block_scores(a, kt, kvh, base, nj, q, G, sc);
         for (int h = 0; h < G; h++) block_softmax(sc[h], nj, a->scale, &m[h], &l[h], acc + h * hd, hd);
-        block_pv(a, f16, kvh, base, nj, sc, G, acc);
+        block_pv(a, kt, kvh, base, nj, sc, G, acc);
     }
     float *o = (float *)((uint8_t *)a->out->data + (size_t)i * a->out->row_bytes) + q_off;
     for (int h = 0; h < G; h++) {
@@ -122,10 +133,12 @@ ATT_INLINE void group_kv(const hl_attn_args *a, bool f16, int i, int s, int kvh)
     }
 }
 
-static void group_f16(const hl_attn_args *a, int i, int s, int kvh) { group_kv(a, true, i, s, kvh); }
-static void group_f32(const hl_attn_args *a, int i, int s, int kvh) { group_kv(a, false, i, s, kvh); }
+static void group_f16(const hl_attn_args *a, int i, int s, int kvh) { group_kv(a, HL_DTYPE_F16, i, s, kvh); }
+static void group_f32(const hl_attn_args *a, int i, int s, int kvh) { group_kv(a, HL_DTYPE_F32, i, s, kvh); }
+static void group_i8(const hl_attn_args *a, int i, int s, int kvh) { group_kv(a, HL_DTYPE_I8, i, s, kvh); }
 
 void hl_attention_avx512_group(const hl_attn_args *a, int i, int s, int kvh) {
     if (a->geom->kv_type == HL_DTYPE_F16) group_f16(a, i, s, kvh);
+    else if (a->geom->kv_type == HL_DTYPE_I8) group_i8(a, i, s, kvh);
     else group_f32(a, i, s, kvh);
 }

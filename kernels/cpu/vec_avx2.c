@@ -66,6 +66,29 @@ static void to_f16(uint16_t *dst, const float *src, int n) {
     for (; i < n; i++) dst[i] = hl_f32_to_f16(src[i]);
 }
 
-static const hl_vec_ops avx2_ops = {dot_f16, dot_f32, axpy_f16, axpy_f32, scale, sum_sq, to_f16};
+static inline __m256 load_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static float dot_i8(const int8_t *a, const float *b, int n) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(load_i8(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum(acc);
+    for (; i < n; i++) s = __builtin_fmaf((float)a[i], b[i], s);
+    return s;
+}
+
+static void axpy_i8(float *y, float a, const int8_t *x, int n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load_i8(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] = __builtin_fmaf(a, (float)x[i], y[i]);
+}
+
+static const hl_vec_ops avx2_ops = {.dot_f16 = dot_f16, .dot_f32 = dot_f32, .axpy_f16 = axpy_f16,
+                                    .axpy_f32 = axpy_f32, .scale = scale, .sum_sq = sum_sq,
+                                    .to_f16 = to_f16, .dot_i8 = dot_i8, .axpy_i8 = axpy_i8};
 
 const hl_vec_ops *hl_vec_avx2_ops(void) { return &avx2_ops; }
