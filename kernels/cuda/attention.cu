@@ -447,7 +447,8 @@ template <int D, bool I8> __global__ void __launch_bounds__(128) attn_fa_kernel(
     __syncthreads();
     uint32_t qf[D / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) ldsm_x4(qf[kk], &ks[warp * 16 + lane % 8 + 8 * (lane / 8 % 2)][kk * 16 + 8 * (lane / 16)]);
+    for (int kk = 0; kk < D / 16; kk++)
+        ldsm_x4(qf[kk], &ks[warp * 16 + lane % 8 + 8 * (lane / 8 % 2)][kk * 16 + 8 * (lane / 16)]);
 
     // positions of the lane's rows (-1: padding, every key masked); the warp's and block's last key
     int rpos[2], wmax = -1;

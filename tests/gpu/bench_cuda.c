@@ -2,7 +2,8 @@
 // runs it; it is not part of the halyard binary). Per matmul shape of Llama-3-8B and batch
 // size: time, GB/s of weight + activation traffic, % of the measured device-to-device copy
 // bandwidth, TFLOP/s, and the speed-up over a cuBLAS fp16 GEMM of the same shape; then paged
-// decode attention at 64 sequences x 2048 tokens. Weights are generated on the device
+// decode attention at 64 sequences x 2048 tokens (fp16 and int8 K/V) and causal prefill
+// attention (TFLOP/s). Weights are generated on the device
 // (synthetic Q4_0 / Q8_0 / F16) and rotated over copies larger than the L2 cache together,
 // so the cache does not flatter the numbers.
 //
@@ -60,7 +61,8 @@ static void weights_make(hl_backend *be, weights *ws, int type, int64_t k, int64
         char name[64];
         hl_error err = {0};
         snprintf(name, sizeof name, "bench.%d.weight", i);
-        if (hl_backend_cuda_synth_weight(be, &ws->w[i], type, (int64_t[2]){k, n}, 7, name, 0.02f, &err) != HL_OK)
+        if (hl_backend_cuda_synth_weight(be, &ws->w[i], type, (int64_t[2]){k, n}, 7,
+                                         &(hl_synth_part){name, n, 0.02f}, 1, &err) != HL_OK)
             die("synthetic weight", &err);
     }
 }
@@ -109,7 +111,8 @@ static void bench_shape(hl_backend *be, double copy_gbps, int64_t k, int64_t n) 
             hl_tensor x = dev_f32(be, t, k), y = dev_f32(be, t, n);
             hl_tensor x16;
             hl_error err = {0};
-            if (hl_backend_cuda_synth_weight(be, &x16, HL_DTYPE_F16, (int64_t[2]){k, t}, 3, "x", 1.0f, &err) != HL_OK)
+            if (hl_backend_cuda_synth_weight(be, &x16, HL_DTYPE_F16, (int64_t[2]){k, t}, 3,
+                                             &(hl_synth_part){"x", t, 1.0f}, 1, &err) != HL_OK)
                 die("activations", &err);
             hl_backend_cuda_set_cublas_min_tokens(be, 1 << 30);
             const double ms = time_ours(be, &q, &y, &x);
@@ -130,13 +133,45 @@ static void bench_shape(hl_backend *be, double copy_gbps, int64_t k, int64_t n) 
     hl_backend_cuda_set_cublas_min_tokens(be, 128);
 }
 
-// 64 sequences x 2048 tokens of context, Llama-3-8B heads (32 query, 8 KV, 128 dims).
-static void bench_attention(hl_backend *be, double copy_gbps) {
-    const int n_seqs = 64, ctx = 2048, n_heads = 32, n_kv = 8, hd = 128, max_blocks = ctx / HL_KV_BLOCK;
-    hl_kv_geom geom = {.n_blocks = n_seqs * max_blocks, .n_kv_heads = n_kv, .head_dim = hd, .kv_type = HL_DTYPE_F16};
-    const size_t pool = (size_t)geom.n_blocks * n_kv * HL_KV_BLOCK * hd * 2;
-    hl_kv_layer kv = {be->ops->alloc(be, pool), be->ops->alloc(be, pool)};
+// A zero-filled K/V pool of n_blocks blocks (int8: with its zero scales): attention reads the
+// same bytes whatever they hold.
+static hl_kv_layer kv_pool(hl_backend *be, const hl_kv_geom *g, size_t *code_bytes, size_t *scale_bytes) {
+    const size_t rows = (size_t)g->n_blocks * (size_t)g->n_kv_heads * HL_KV_BLOCK;
+    *code_bytes = rows * (size_t)g->head_dim * (g->kv_type == HL_DTYPE_I8 ? 1 : 2);
+    *scale_bytes = g->kv_type == HL_DTYPE_I8 ? rows * sizeof(float) : 0;
+    hl_kv_layer kv = {be->ops->alloc(be, *code_bytes), be->ops->alloc(be, *code_bytes), NULL, NULL};
+    if (*scale_bytes) {
+        kv.k_scale = be->ops->alloc(be, *scale_bytes);
+        kv.v_scale = be->ops->alloc(be, *scale_bytes);
+        if (!kv.k_scale || !kv.v_scale) die("alloc KV scales", NULL);
+    }
     if (!kv.k || !kv.v) die("alloc KV pool", NULL);
+    return kv;
+}
+
+static void kv_pool_free(hl_backend *be, hl_kv_layer *kv) {
+    be->ops->release(be, kv->k), be->ops->release(be, kv->v);
+    be->ops->release(be, kv->k_scale), be->ops->release(be, kv->v_scale);
+}
+
+// Milliseconds per attention call (3 warm-up calls, then iters timed).
+static double time_attention(hl_backend *be, hl_tensor *o, const hl_tensor *q, const hl_kv_layer *kv,
+                             const hl_kv_geom *geom, const hl_batch *batch, int n_heads, int iters) {
+    const float scale = 1.0f / sqrtf((float)geom->head_dim);
+    for (int i = 0; i < 3; i++) be->ops->attention(be, o, q, kv, geom, batch, n_heads, scale);
+    hl_backend_cuda_timer_start(be);
+    for (int i = 0; i < iters; i++) be->ops->attention(be, o, q, kv, geom, batch, n_heads, scale);
+    return hl_backend_cuda_timer_stop(be) / iters;
+}
+
+// Paged decode attention, 64 sequences x 2048 tokens of context, Llama-3-8B heads (32 query,
+// 8 KV, 128 dims). GB/s counts the bytes the kernel reads: every K and V row of the contexts
+// (codes, plus one float scale per row for int8). The pool (256 MB fp16) exceeds the L2 cache.
+static void bench_attention(hl_backend *be, double copy_gbps, int kv_type) {
+    const int n_seqs = 64, ctx = 2048, n_heads = 32, n_kv = 8, hd = 128, max_blocks = ctx / HL_KV_BLOCK;
+    hl_kv_geom geom = {.n_blocks = n_seqs * max_blocks, .n_kv_heads = n_kv, .head_dim = hd, .kv_type = kv_type};
+    size_t code_bytes, scale_bytes;
+    hl_kv_layer kv = kv_pool(be, &geom, &code_bytes, &scale_bytes);
     int32_t *pos = malloc(n_seqs * 4), *start = malloc((n_seqs + 1) * 4), *len = malloc(n_seqs * 4);
     int32_t *table = malloc((size_t)n_seqs * max_blocks * 4), *slot = malloc(n_seqs * 4);
     for (int s = 0; s < n_seqs; s++) {
@@ -148,17 +183,48 @@ static void bench_attention(hl_backend *be, double copy_gbps) {
     hl_batch batch = {.n_tokens = n_seqs, .n_seqs = n_seqs, .pos = pos, .slot = slot, .seq_start = start,
                       .ctx_len = len, .block_table = table, .max_blocks = max_blocks};
     hl_tensor q = dev_f32(be, n_seqs, n_heads * hd), o = dev_f32(be, n_seqs, n_heads * hd);
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int i = 0; i < 3; i++) be->ops->attention(be, &o, &q, &kv, &geom, &batch, n_heads, scale);
-    const int iters = 20;
-    hl_backend_cuda_timer_start(be);
-    for (int i = 0; i < iters; i++) be->ops->attention(be, &o, &q, &kv, &geom, &batch, n_heads, scale);
-    const double ms = hl_backend_cuda_timer_stop(be) / iters;
-    const double gbps = 2.0 * (double)pool / (ms * 1e-3) / 1e9;
-    emit("paged decode attention 64 seqs x 2048 ctx (32/8 heads, 128 dims, fp16 KV): %.4f ms, %.1f GB/s, "
-         "%.1f%% of copy\n", ms, gbps, 100 * gbps / copy_gbps);
-    be->ops->release(be, kv.k), be->ops->release(be, kv.v), be->ops->release(be, q.data), be->ops->release(be, o.data);
+    const double ms = time_attention(be, &o, &q, &kv, &geom, &batch, n_heads, 20);
+    const double gbps = 2.0 * (double)(code_bytes + scale_bytes) / (ms * 1e-3) / 1e9;
+    emit("paged decode attention 64 seqs x 2048 ctx (32/8 heads, 128 dims, %-4s KV): %.4f ms, %7.1f GB/s, "
+         "%5.1f%% of copy\n", kv_type == HL_DTYPE_I8 ? "int8" : "fp16", ms, gbps, 100 * gbps / copy_gbps);
+    kv_pool_free(be, &kv);
+    be->ops->release(be, q.data), be->ops->release(be, o.data);
     free(pos), free(start), free(len), free(table), free(slot);
+}
+
+// Prefill attention (the tensor-core kernel at head_dim 128): n_seqs sequences of n_new tokens
+// over n_cached cached ones, causal. TFLOP/s counts the unmasked work of Q·Kᵀ and P·V,
+// 4 · n_heads · head_dim FLOP per (query, key) pair with key <= query.
+static void bench_prefill(hl_backend *be, int kv_type, int n_seqs, int n_cached, int n_new) {
+    const int n_heads = 32, n_kv = 8, hd = 128, ctx = n_cached + n_new, max_blocks = (ctx + 15) / HL_KV_BLOCK;
+    const int n = n_seqs * n_new;
+    hl_kv_geom geom = {.n_blocks = n_seqs * max_blocks, .n_kv_heads = n_kv, .head_dim = hd, .kv_type = kv_type};
+    size_t code_bytes, scale_bytes;
+    hl_kv_layer kv = kv_pool(be, &geom, &code_bytes, &scale_bytes);
+    int32_t *pos = malloc((size_t)n * 4), *slot = malloc((size_t)n * 4), *start = malloc((n_seqs + 1) * 4);
+    int32_t *len = malloc(n_seqs * 4), *table = malloc((size_t)n_seqs * max_blocks * 4);
+    double pairs = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        start[s] = s * n_new, len[s] = ctx;
+        for (int b = 0; b < max_blocks; b++) table[s * max_blocks + b] = b * n_seqs + s;
+        for (int i = 0; i < n_new; i++) {
+            const int p = n_cached + i;
+            pos[s * n_new + i] = p;
+            slot[s * n_new + i] = table[s * max_blocks + p / HL_KV_BLOCK] * HL_KV_BLOCK + p % HL_KV_BLOCK;
+            pairs += p + 1;
+        }
+    }
+    start[n_seqs] = n;
+    hl_batch batch = {.n_tokens = n, .n_seqs = n_seqs, .pos = pos, .slot = slot, .seq_start = start,
+                      .ctx_len = len, .block_table = table, .max_blocks = max_blocks};
+    hl_tensor q = dev_f32(be, n, n_heads * hd), o = dev_f32(be, n, n_heads * hd);
+    const double ms = time_attention(be, &o, &q, &kv, &geom, &batch, n_heads, 10);
+    emit("prefill attention %2d seqs x %4d new over %4d cached (32/8 heads, 128 dims, %-4s KV): %.4f ms, "
+         "%6.1f TFLOP/s\n", n_seqs, n_new, n_cached, kv_type == HL_DTYPE_I8 ? "int8" : "fp16", ms,
+         4.0 * n_heads * hd * pairs / (ms * 1e-3) / 1e12);
+    kv_pool_free(be, &kv);
+    be->ops->release(be, q.data), be->ops->release(be, o.data);
+    free(pos), free(slot), free(start), free(len), free(table);
 }
 
 int main(int argc, char **argv) {
@@ -182,7 +248,12 @@ int main(int argc, char **argv) {
     static const int64_t shapes[4][2] = {{4096, 4096}, {4096, 14336}, {14336, 4096}, {4096, 128256}};
     for (int i = 0; i < 4; i++) bench_shape(be, copy_gbps, shapes[i][0], shapes[i][1]);
     emit("\n");
-    bench_attention(be, copy_gbps);
+    bench_attention(be, copy_gbps, HL_DTYPE_F16);
+    bench_attention(be, copy_gbps, HL_DTYPE_I8);
+    bench_prefill(be, HL_DTYPE_F16, 1, 0, 2048);
+    bench_prefill(be, HL_DTYPE_I8, 1, 0, 2048);
+    bench_prefill(be, HL_DTYPE_F16, 8, 1536, 512);
+    bench_prefill(be, HL_DTYPE_I8, 8, 1536, 512);
     if (be->ops->sync(be, &err) != HL_OK) die("sync", &err);
     hl_backend_free(be);
     if (results) fclose(results);

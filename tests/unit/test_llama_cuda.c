@@ -5,8 +5,11 @@
 // then decode-only steps that the CUDA side replays from CUDA graphs (padded to buckets of 1
 // and 4 sequences; a third forward context with graphs off checks the replays against direct
 // runs). Bounds: max |Δlogit| <= 0.2 x rms(logits) and rms(Δ) <= 0.03 x rms; the top-1 token
-// agrees, or the CPU's margin between the two is within the max-error bound. Without a CUDA
-// device (or in a build without CUDA) every case prints "SKIP: no CUDA device" and passes.
+// agrees, or the CPU's margin between the two is within the max-error bound. The int8-KV cases
+// (tiny: head_dim 32, scalar prefill kernel; s135: head_dim 64, tensor-core prefill, GQA 3) run
+// both backends with int8 K/V and hold the same bounds (on the CPU, int8 vs fp16 K/V moves the
+// logits by about 1 % of their rms, test_kv_int8.c). Without a CUDA device (or in a build
+// without CUDA) every case prints "SKIP: no CUDA device" and passes.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +45,7 @@ typedef struct side {
     hl_llama *l;
 } side;
 
-static void side_open(side *s, hl_backend *be, hl_model *shared, const char *model) {
+static void side_open(side *s, hl_backend *be, hl_model *shared, const char *model, int kv_type) {
     hl_error err = {0};
     s->be = be;
     s->m = shared;
@@ -54,7 +57,7 @@ static void side_open(side *s, hl_backend *be, hl_model *shared, const char *mod
         ck_assert_msg(s->m != NULL, "%s on %s: %s", model, be->ops->name, err.msg);
     }
     hl_kv_geom g = {.n_blocks = N_POOL, .n_kv_heads = s->m->cfg.n_kv_heads, .head_dim = s->m->cfg.head_dim,
-                    .kv_type = HL_DTYPE_F16};
+                    .kv_type = kv_type};
     s->kv = hl_kv_cache_create(be, s->m->cfg.n_layers, &g, &err);
     ck_assert_msg(s->kv != NULL, "%s", err.msg);
     s->l = hl_llama_create(s->m, s->kv, MAX_TOKENS, N_SEQ, MAX_TOKENS, &err);
@@ -113,11 +116,11 @@ static void make_seqs(const item *it, int n, int32_t tok[N_SEQ][SEQ_BLOCKS * 16]
     }
 }
 
-static void run_steps(const char *model, hl_backend *cpu_be, hl_backend *cuda_be) {
+static void run_steps(const char *model, hl_backend *cpu_be, hl_backend *cuda_be, int kv_type) {
     side cpu, gpu, direct;
-    side_open(&cpu, cpu_be, NULL, model);
-    side_open(&gpu, cuda_be, NULL, model);
-    side_open(&direct, cuda_be, gpu.m, model);
+    side_open(&cpu, cpu_be, NULL, model, kv_type);
+    side_open(&gpu, cuda_be, NULL, model, kv_type);
+    side_open(&direct, cuda_be, gpu.m, model, kv_type);
     hl_llama_set_graphs(direct.l, false);
 
     // token streams and scattered block tables (one permutation of the pool)
@@ -170,11 +173,11 @@ static void run_steps(const char *model, hl_backend *cpu_be, hl_backend *cuda_be
     const double tol = 0.2 * rms;
     hl_graphs_stats gs;
     const bool has_graphs = hl_llama_graph_stats(gpu.l, &gs);
-    printf("llama_cuda %s: %ld rows, max |dlogit| %.4g, rms err %.4g (rms logit %.3g), top-1 %ld/%ld "
+    printf("llama_cuda %s (%s KV): %ld rows, max |dlogit| %.4g, rms err %.4g (rms logit %.3g), top-1 %ld/%ld "
            "(worst CPU margin where they differ %.3g); graphs vs direct max %.3g; graphs: %llu captured, "
-           "%llu replayed, %llu eager\n", model, vs_cpu.n_rows, vs_cpu.max_abs, rms_err, rms, vs_cpu.n_top1,
-           vs_cpu.n_rows, vs_cpu.worst_margin, vs_direct.max_abs, (unsigned long long)gs.captures,
-           (unsigned long long)gs.replays, (unsigned long long)gs.eager);
+           "%llu replayed, %llu eager\n", model, hl_quant_name(kv_type), vs_cpu.n_rows, vs_cpu.max_abs, rms_err,
+           rms, vs_cpu.n_top1, vs_cpu.n_rows, vs_cpu.worst_margin, vs_direct.max_abs,
+           (unsigned long long)gs.captures, (unsigned long long)gs.replays, (unsigned long long)gs.eager);
     fflush(stdout); // a failed check ends the forked test without flushing
     ck_assert_msg(rms > 1.0, "%s: flat logits (rms %g)", model, rms);
     ck_assert_msg(vs_cpu.max_abs <= tol, "%s: max |dlogit| %g > %g", model, vs_cpu.max_abs, tol);
@@ -195,28 +198,34 @@ static void run_steps(const char *model, hl_backend *cpu_be, hl_backend *cuda_be
     side_close(&cpu, true);
 }
 
-static void check_model(const char *model) {
+static void check_model(const char *model, int kv_type) {
     if (!have_device()) return;
     hl_error err = {0};
     hl_backend *cpu = hl_backend_cpu_create(0, &err);
     ck_assert_msg(cpu != NULL, "%s", err.msg);
     hl_backend *cuda = hl_backend_cuda_create(0, &err);
     ck_assert_msg(cuda != NULL, "%s", err.msg);
-    run_steps(model, cpu, cuda);
+    run_steps(model, cpu, cuda, kv_type);
     hl_backend_free(cuda);
     hl_backend_free(cpu);
 }
 
-START_TEST(test_tiny_q8_0) { check_model("synthetic:tiny:q8_0"); }
+START_TEST(test_tiny_q8_0) { check_model("synthetic:tiny:q8_0", HL_DTYPE_F16); }
 END_TEST
 
-START_TEST(test_tiny_q4_k_m) { check_model("synthetic:tiny:q4_k_m"); }
+START_TEST(test_tiny_q4_k_m) { check_model("synthetic:tiny:q4_k_m", HL_DTYPE_F16); }
 END_TEST
 
-START_TEST(test_s135_q8_0) { check_model("synthetic:s135:q8_0"); }
+START_TEST(test_s135_q8_0) { check_model("synthetic:s135:q8_0", HL_DTYPE_F16); }
 END_TEST
 
-START_TEST(test_l1b_q4_0) { check_model("synthetic:l1b:q4_0"); }
+START_TEST(test_l1b_q4_0) { check_model("synthetic:l1b:q4_0", HL_DTYPE_F16); }
+END_TEST
+
+START_TEST(test_tiny_q8_0_int8_kv) { check_model("synthetic:tiny:q8_0", HL_DTYPE_I8); }
+END_TEST
+
+START_TEST(test_s135_q8_0_int8_kv) { check_model("synthetic:s135:q8_0", HL_DTYPE_I8); }
 END_TEST
 
 // Without a device the CUDA backend cannot be made, with a message; with one, the CUDA
@@ -263,6 +272,8 @@ Suite *llama_cuda_suite(void) {
     tcase_add_test(tc, test_tiny_q4_k_m);
     tcase_add_test(tc, test_s135_q8_0);
     tcase_add_test(tc, test_l1b_q4_0);
+    tcase_add_test(tc, test_tiny_q8_0_int8_kv);
+    tcase_add_test(tc, test_s135_q8_0_int8_kv);
     suite_add_tcase(s, tc);
     return s;
 }
