@@ -59,9 +59,11 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC := $(wildcard kernels/cuda/*.cu)
 CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.o)
 LIB_SRC += $(wildcard kernels/cuda/*_host.c)
-CFLAGS += -DHL_CUDA=1 -I$(CUDA_HOME)/include
-# nvcc objects may reference the C++ runtime (launch stubs); the link driver is cc.
-LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+CFLAGS += -DHL_CUDA=1 -I$(CUDA_HOME)/include -DHL_CUDA_LIBDIR='"$(CUDA_HOME)/lib64"'
+# nvcc objects may reference the C++ runtime (launch stubs); the link driver is cc. cuBLAS is
+# not linked: kernels/cuda/cublas_host.c loads it when a CUDA backend starts (it costs ~215 MB
+# of RSS at every start otherwise, CPU-only runs included).
+LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 # One cubin per listed arch plus PTX of the newest, so later cards JIT from PTX.
 NV_LAST := $(lastword $(CUDA_ARCHS))
 NV_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \

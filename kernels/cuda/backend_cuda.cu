@@ -343,7 +343,7 @@ static void matmul_cublas(cuda_ctx *c, hl_tensor *out, const hl_tensor *w, const
     }
     const float one = 1.0f, zero = 0.0f;
     if (q.bits == 16) {
-        cublasStatus_t st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)t, (int)k, &one, w->data,
+        cublasStatus_t st = hl_cublas()->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)t, (int)k, &one, w->data,
                                          ab, (int)k, xin, ab, (int)ldx, &zero, out->data, CUDA_R_32F, (int)ld_of(out),
                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS) hl_panic(__FILE__, __LINE__, "cublasGemmEx: status %d", (int)st);
@@ -355,7 +355,7 @@ static void matmul_cublas(cuda_ctx *c, hl_tensor *out, const hl_tensor *w, const
     for (int64_t r0 = 0; r0 < n; r0 += tile) {
         const int64_t nr = n - r0 < tile ? n - r0 : tile;
         hl_cuda_dequant_rows(c->stream, &q, NULL, r0, (int)nr, deq, k, !f32);
-        cublasStatus_t st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, (int)t, (int)k, &one, deq, ab,
+        cublasStatus_t st = hl_cublas()->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, (int)t, (int)k, &one, deq, ab,
                                          (int)k, xin, ab, (int)ldx, &zero, (float *)out->data + r0, CUDA_R_32F,
                                          (int)ld_of(out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS) hl_panic(__FILE__, __LINE__, "cublasGemmEx: status %d", (int)st);
@@ -644,7 +644,7 @@ static void cu_free(hl_backend *be) {
         cudaFree(c->tmp);
         cudaFree(c->stage);
         cudaFree(c->blas_ws);
-        if (c->blas) cublasDestroy(c->blas);
+        if (c->blas) hl_cublas()->destroy(c->blas);
         if (c->t0) cudaEventDestroy(c->t0);
         if (c->t1) cudaEventDestroy(c->t1);
         if (c->stream) cudaStreamDestroy(c->stream);
@@ -710,11 +710,13 @@ static int ctx_init(cuda_ctx *c, int device, hl_error *err) {
     if ((rc = cudaSetDevice(device)) != cudaSuccess) return cuda_fail(err, "set device", rc);
     if ((rc = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
         return cuda_fail(err, "create stream", rc);
-    if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS)
+    const hl_cublas_api *blas = hl_cublas_load(err);
+    if (!blas) return HL_ERR_DEVICE;
+    if (blas->create(&c->blas) != CUBLAS_STATUS_SUCCESS)
         return hl_errorf(err, HL_ERR_DEVICE, "cuda: cublasCreate failed");
     if ((rc = cudaMalloc(&c->blas_ws, BLAS_WS_BYTES)) != cudaSuccess) return cuda_fail(err, "cuBLAS workspace", rc);
-    if (cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetWorkspace(c->blas, c->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
+    if (blas->set_stream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        blas->set_workspace(c->blas, c->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         return hl_errorf(err, HL_ERR_DEVICE, "cuda: cuBLAS stream/workspace setup failed");
     for (int i = 0; i < META_COUNT; i++) {
         if ((rc = cudaEventCreateWithFlags(&c->meta[i].done, cudaEventDisableTiming)) != cudaSuccess)

@@ -12,6 +12,7 @@ extern "C" {
 #include "kernels/backend.h"
 #include "kernels/cuda/backend_cuda.h"
 }
+#include "kernels/cuda/cublas_host.h"
 
 // Host metadata an op copies to the device (token ids, positions, block tables, ...).
 enum meta_kind { META_IDS, META_ROWS, META_POS, META_SLOT, META_FF, META_TABLE, META_DEC, META_PF, META_COUNT };

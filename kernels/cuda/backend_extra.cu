@@ -119,7 +119,7 @@ extern "C" int hl_backend_cuda_gemm_f16(hl_backend *be, float *out, const void *
                                         int64_t k, int64_t t, hl_error *err) {
     cuda_ctx *c = cuda_ctx_of(be);
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)t, (int)k, &one, w16, CUDA_R_16F,
+    cublasStatus_t st = hl_cublas()->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)t, (int)k, &one, w16, CUDA_R_16F,
                                      (int)k, x16, CUDA_R_16F, (int)k, &zero, out, CUDA_R_32F, (int)n,
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return st == CUBLAS_STATUS_SUCCESS ? HL_OK : hl_errorf(err, HL_ERR_DEVICE, "cublasGemmEx: status %d", (int)st);
