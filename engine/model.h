@@ -28,20 +28,28 @@ typedef struct hl_model_params {
     uint64_t synth_seed;
     // Synthetic models: > 0 makes a model with this many tokens and no tokenizer (tests).
     int synth_n_vocab;
+    // Keep q/k/v and gate/up as separate weights instead of fusing them (tests compare the two).
+    bool no_fuse;
 } hl_model_params;
 
 hl_model_params hl_model_default_params(void);
 
 // One transformer block's weights (backend tensors; shapes in GGUF order {ne0, ne1}).
+// Fused at load: when wq, wk and wv have the same type (and row length), wqkv holds their rows
+// one after the other (GGUF rows are independent blocks, so that is a valid weight of the type)
+// and wq/wk/wv are empty (data NULL); likewise w_gate_up for w_gate and w_up. One matmul then
+// makes all three projections. Layers whose types differ (Q4_K_M files) keep them separate.
 typedef struct hl_model_layer {
     hl_tensor attn_norm; // F32 {dim}
-    hl_tensor wq;        // {dim, n_heads * head_dim}
-    hl_tensor wk;        // {dim, n_kv_heads * head_dim}
-    hl_tensor wv;        // {dim, n_kv_heads * head_dim}
+    hl_tensor wqkv;      // {dim, (n_heads + 2 * n_kv_heads) * head_dim}, or data NULL (not fused)
+    hl_tensor wq;        // {dim, n_heads * head_dim}; data NULL when fused
+    hl_tensor wk;        // {dim, n_kv_heads * head_dim}; data NULL when fused
+    hl_tensor wv;        // {dim, n_kv_heads * head_dim}; data NULL when fused
     hl_tensor wo;        // {n_heads * head_dim, dim}
     hl_tensor ffn_norm;  // F32 {dim}
-    hl_tensor w_gate;    // {dim, ffn_dim}
-    hl_tensor w_up;      // {dim, ffn_dim}
+    hl_tensor w_gate_up; // {dim, 2 * ffn_dim}: gate rows, then up rows; or data NULL (not fused)
+    hl_tensor w_gate;    // {dim, ffn_dim}; data NULL when fused
+    hl_tensor w_up;      // {dim, ffn_dim}; data NULL when fused
     hl_tensor w_down;    // {ffn_dim, dim}
 } hl_model_layer;
 

@@ -83,6 +83,14 @@ typedef struct hl_rope {
     float freq_scale;           // linear scaling: positions multiplied by this (1 = none)
 } hl_rope;
 
+// One named part of a synthetic weight (synth_weight below): n_rows rows whose values are those
+// of the tensor called `name` (borrowed for the call) with standard deviation `std`.
+typedef struct hl_synth_part {
+    const char *name;
+    int64_t n_rows;
+    float std;
+} hl_synth_part;
+
 enum hl_op {
     HL_OP_EMBED,
     HL_OP_MATMUL,
@@ -153,11 +161,14 @@ typedef struct hl_backend_ops {
     // ---- optional: NULL where the backend has no such thing (the CPU backend) ----
     // Free and total bytes of the memory alloc() draws from (memory planning).
     int (*mem_info)(hl_backend *be, size_t *free_bytes, size_t *total_bytes, hl_error *err);
-    // Like upload_weight, but element i of the weight is hl_synth_value(seed, name, i, std)
-    // (engine/synth.h; std 0 gives 1), quantized to `type` where it lives: the bytes the CPU
-    // path makes. HL_ERR_UNSUPPORTED for types it cannot generate (the caller then uploads).
+    // Like upload_weight, but generated where it lives: the weight's rows are parts[0..n_parts)
+    // one after the other (their n_rows sum to ne[1], else HL_ERR_INVAL), and element i of part
+    // p (counted from the part's first row, as if the part were a tensor of its own) is
+    // hl_synth_value(seed, parts[p].name, i, parts[p].std) (engine/synth.h; std 0 gives 1),
+    // quantized to `type`: the bytes the CPU path makes, part by part (a fused q/k/v weight has
+    // three parts). HL_ERR_UNSUPPORTED for types it cannot generate (the caller then uploads).
     int (*synth_weight)(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2], uint64_t seed,
-                        const char *name, float std, hl_error *err);
+                        const hl_synth_part *parts, int n_parts, hl_error *err);
     // Graphs: graph_begin, the ops of a step, graph_end capture the step (nothing runs);
     // graph_launch runs it. For the next step of the same shapes: graph_restage, the same op
     // calls (they only record their host metadata: ids, positions, slots, block tables),

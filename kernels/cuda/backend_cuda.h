@@ -31,13 +31,14 @@ int hl_backend_cuda_graph_restage(hl_backend *be, hl_cuda_graph *g, hl_error *er
 int hl_backend_cuda_graph_launch(hl_backend *be, hl_cuda_graph *g, hl_error *err);
 void hl_cuda_graph_free(hl_cuda_graph *g); // accepts NULL
 
-// Synthetic weight generated on the device: element i of tensor `name` is
-// hl_synth_value(seed, name, i, std) (engine/synth.h; std 0 gives 1), quantized on the device
-// to `type` with ggml's reference quantizer (F32, F16, Q4_0, Q8_0), then laid out as
-// upload_weight would. The same bytes as the CPU path for these types. HL_ERR_UNSUPPORTED for
-// other types; HL_ERR_NOMEM / HL_ERR_DEVICE on failure.
+// Synthetic weight generated on the device (backend.h synth_weight): rows of parts[0..n_parts)
+// in order, element i of part p being hl_synth_value(seed, parts[p].name, i, parts[p].std)
+// (engine/synth.h; std 0 gives 1), quantized on the device to `type` with ggml's reference
+// quantizer (F32, F16, Q4_0, Q8_0), then laid out as upload_weight would. The same bytes as the
+// CPU path for these types. HL_ERR_UNSUPPORTED for other types; HL_ERR_INVAL when the parts'
+// rows do not sum to ne[1]; HL_ERR_NOMEM / HL_ERR_DEVICE on failure.
 int hl_backend_cuda_synth_weight(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2], uint64_t seed,
-                                 const char *name, float std, hl_error *err);
+                                 const hl_synth_part *parts, int n_parts, hl_error *err);
 
 // Test helper: reads the codes and (scale, min) pairs back out of a repacked weight (layouts
 // I4 / I8): codes (ne[1], ne[0]) int8, params (ne[1], ne[0] / group) as fp16 pairs (scale in

@@ -15,29 +15,58 @@ static uint64_t fnv1a(const char *name) { // engine/synth.c's name hash
     return h;
 }
 
-extern "C" int hl_backend_cuda_synth_weight(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2],
-                                            uint64_t seed, const char *name, float std, hl_error *err) {
-    cuda_ctx *c = cuda_ctx_of(be);
+// Values of rows [row0, row0 + n) of a weight made of parts (each part's own name and element
+// numbering) into vals, row by row.
+static void synth_fill_rows(cuda_ctx *c, float *vals, int64_t ne0, int64_t row0, int64_t n, uint64_t seed,
+                            const hl_synth_part *parts, int n_parts) {
+    int64_t first = 0; // first row of part p
+    for (int p = 0; p < n_parts; first += parts[p].n_rows, p++) {
+        const int64_t lo = row0 > first ? row0 : first;
+        const int64_t end = first + parts[p].n_rows, hi = row0 + n < end ? row0 + n : end;
+        if (lo >= hi) continue;
+        hl_cuda_synth_fill(c->stream, vals + (lo - row0) * ne0, (hi - lo) * ne0, seed, fnv1a(parts[p].name),
+                           (uint64_t)((lo - first) * ne0), parts[p].std);
+    }
+}
+
+static int check_parts(int type, const int64_t ne[2], const hl_synth_part *parts, int n_parts, hl_error *err) {
     if (type != HL_DTYPE_F32 && type != HL_DTYPE_F16 && type != HL_DTYPE_Q4_0 && type != HL_DTYPE_Q8_0)
         return hl_errorf(err, HL_ERR_UNSUPPORTED, "cuda synth: type %s is not generated on the device",
                          hl_quant_name(type));
     if (ne[0] % 32 != 0 && type != HL_DTYPE_F32 && type != HL_DTYPE_F16)
         return hl_errorf(err, HL_ERR_INVAL, "cuda synth: row length %lld is not a multiple of 32", (long long)ne[0]);
-    int rc = hl_cuda_weight_alloc(c, out, type, ne, err);
+    int64_t rows = 0;
+    for (int p = 0; p < n_parts; p++) {
+        if (!parts[p].name || parts[p].n_rows <= 0)
+            return hl_errorf(err, HL_ERR_INVAL, "cuda synth: part %d has no name or no rows", p);
+        rows += parts[p].n_rows;
+    }
+    if (n_parts < 1 || rows != ne[1])
+        return hl_errorf(err, HL_ERR_INVAL, "cuda synth: %d parts of %lld rows for a weight of %lld", n_parts,
+                         (long long)rows, (long long)ne[1]);
+    return HL_OK;
+}
+
+extern "C" int hl_backend_cuda_synth_weight(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2],
+                                            uint64_t seed, const hl_synth_part *parts, int n_parts,
+                                            hl_error *err) {
+    cuda_ctx *c = cuda_ctx_of(be);
+    int rc = check_parts(type, ne, parts, n_parts, err);
+    if (rc == HL_OK) rc = hl_cuda_weight_alloc(c, out, type, ne, err);
     if (rc != HL_OK) return rc;
     size_t rb;
     hl_quant_row_bytes(type, ne[0], &rb, NULL);
-    // one chunk of rows: f32 values in the first half of the stage buffer, GGUF bytes after them
+    // one chunk of rows (a multiple of 64, as the repack wants, whatever the part boundaries): f32
+    // values in the first half of the stage buffer, GGUF bytes after them
     int64_t chunk = (int64_t)((32u << 20) / ((size_t)ne[0] * 4)) / 64 * 64;
     if (chunk < 64) chunk = 64;
     const size_t f32_bytes = (size_t)chunk * (size_t)ne[0] * 4;
     uint8_t *stage = (uint8_t *)hl_cuda_scratch(c, &c->stage, &c->stage_bytes, f32_bytes + (size_t)chunk * rb);
-    const uint64_t key = fnv1a(name);
     for (int64_t row0 = 0; row0 < ne[1]; row0 += chunk) {
         const int64_t n = ne[1] - row0 < chunk ? ne[1] - row0 : chunk, count = n * ne[0];
         float *vals = (float *)stage;
         uint8_t *bytes = stage + f32_bytes;
-        hl_cuda_synth_fill(c->stream, vals, count, seed, key, (uint64_t)(row0 * ne[0]), std);
+        synth_fill_rows(c, vals, ne[0], row0, n, seed, parts, n_parts);
         switch (type) {
         case HL_DTYPE_F32: bytes = (uint8_t *)vals; break;
         case HL_DTYPE_F16: hl_cuda_f32_to_f16(c->stream, vals, bytes, count); break;

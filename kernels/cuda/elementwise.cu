@@ -1,4 +1,5 @@
-// elementwise: activation conversion for the matmul, rmsnorm, silu·mul, add and row gather.
+// elementwise: activation conversion for the matmul, rmsnorm (+ residual add), silu·mul, add and
+// row gather.
 // All F32 in and out (backend.h), rows `ld` floats apart; memory-bound, one pass each.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -41,6 +42,37 @@ extern "C" void hl_cuda_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, const
                                 const float *w, int64_t rows, int64_t n, float eps) {
     if (rows <= 0) return;
     rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(out, ldo, x, ldx, w, n, eps);
+    HL_LAUNCH_CHECK();
+}
+
+// rmsnorm_kernel with the residual add first: x += y (y may be NULL), one block of 256 per
+// row. Each thread re-reads only the elements it wrote, so no barrier is needed between them.
+__global__ void add_rmsnorm_kernel(float *out, int64_t ldo, float *x, int64_t ldx, const float *y, int64_t ldy,
+                                   const float *w, int64_t n, float eps) {
+    __shared__ float partial[8];
+    float *xr = x + blockIdx.x * ldx;
+    const float *yr = y ? y + blockIdx.x * ldy : NULL;
+    float ss = 0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float v = yr ? xr[j] + yr[j] : xr[j];
+        if (yr) xr[j] = v;
+        ss += v * v;
+    }
+    ss = warp_sum(ss);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
+    __syncthreads();
+    float total = 0;
+    for (int i = 0; i < (int)blockDim.x / 32; i++) total += partial[i];
+    const float inv = rsqrtf(total / (float)n + eps);
+    float *o = out + blockIdx.x * ldo;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = xr[j] * inv * w[j];
+}
+
+extern "C" void hl_cuda_add_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, float *x, int64_t ldx,
+                                    const float *y, int64_t ldy, const float *w, int64_t rows, int64_t n,
+                                    float eps) {
+    if (rows <= 0) return;
+    add_rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(out, ldo, x, ldx, y, ldy, w, n, eps);
     HL_LAUNCH_CHECK();
 }
 
