@@ -91,7 +91,9 @@ static hl_tensor copy_matrix(const hl_tensor *src) {
     return t;
 }
 
-static float *row_f32(const hl_tensor *t, int64_t i) { return (float *)((uint8_t *)t->data + (size_t)i * t->row_bytes); }
+static float *row_f32(const hl_tensor *t, int64_t i) {
+    return (float *)((uint8_t *)t->data + (size_t)i * t->row_bytes);
+}
 
 // ---- a paged case: the same sequences in four caches (same block ids) ----
 
@@ -192,6 +194,11 @@ static double assert_close(const hl_tensor *got, const hl_tensor *want, double a
 
 // ---- rope_kv ----
 
+// The (block, head, token) row index of KV slot `slot`, head h: its scale's index.
+static size_t kv_row(const kv_case *c, int32_t slot, int h) {
+    return ((size_t)(slot / HL_KV_BLOCK) * c->n_kv + h) * HL_KV_BLOCK + slot % HL_KV_BLOCK;
+}
+
 // Checks the int8 rows cache i8 got for the batch's tokens against the contract applied to
 // the rows cache f32 got from the same inputs: exact.
 static void expect_contract(const kv_case *c, int i8, int f32, uint64_t seed, const char *what) {
@@ -199,16 +206,17 @@ static void expect_contract(const kv_case *c, int i8, int f32, uint64_t seed, co
     int8_t codes[256];
     for (int i = 0; i < c->n_tokens; i++) {
         for (int h = 0; h < c->n_kv; h++) {
-            const size_t r = ((size_t)(c->slot[i] / HL_KV_BLOCK) * c->n_kv + h) * HL_KV_BLOCK + c->slot[i] % HL_KV_BLOCK;
+            const size_t r = kv_row(c, c->slot[i], h);
             for (int kv = 0; kv < 2; kv++) {
                 const float *x = (const float *)(kv ? lf->v : lf->k) + r * c->hd;
                 const int8_t *got = (const int8_t *)(kv ? l8->v : l8->k) + r * c->hd;
-                const float want_scale = contract_row(x, c->hd, codes), got_scale = (kv ? l8->v_scale : l8->k_scale)[r];
-                ck_assert_msg(memcmp(&got_scale, &want_scale, sizeof(float)) == 0,
-                              "seed %llu %s: token %d head %d %s scale %.9g, contract %.9g", (unsigned long long)seed,
-                              what, i, h, kv ? "V" : "K", got_scale, want_scale);
-                ck_assert_msg(memcmp(got, codes, (size_t)c->hd) == 0, "seed %llu %s: token %d head %d %s codes differ",
-                              (unsigned long long)seed, what, i, h, kv ? "V" : "K");
+                const float want = contract_row(x, c->hd, codes), got_scale = (kv ? l8->v_scale : l8->k_scale)[r];
+                ck_assert_msg(memcmp(&got_scale, &want, sizeof(float)) == 0,
+                              "seed %llu %s: token %d head %d %s scale %.9g, contract %.9g",
+                              (unsigned long long)seed, what, i, h, kv ? "V" : "K", got_scale, want);
+                ck_assert_msg(memcmp(got, codes, (size_t)c->hd) == 0,
+                              "seed %llu %s: token %d head %d %s codes differ", (unsigned long long)seed, what, i, h,
+                              kv ? "V" : "K");
             }
         }
     }
@@ -220,8 +228,9 @@ static void expect_near_ref(const kv_case *c, uint64_t seed, const char *isa) {
     const hl_kv_layer *lb = hl_kv_cache_layer(c->kv[3], 0), *lr = hl_kv_cache_layer(c->kv[0], 0);
     for (int i = 0; i < c->n_tokens; i++) {
         for (int h = 0; h < c->n_kv; h++) {
-            const size_t r = ((size_t)(c->slot[i] / HL_KV_BLOCK) * c->n_kv + h) * HL_KV_BLOCK + c->slot[i] % HL_KV_BLOCK;
-            ck_assert_msg(lb->v_scale[r] == lr->v_scale[r], "seed %llu isa %s: V scale", (unsigned long long)seed, isa);
+            const size_t r = kv_row(c, c->slot[i], h);
+            ck_assert_msg(lb->v_scale[r] == lr->v_scale[r], "seed %llu isa %s: V scale", (unsigned long long)seed,
+                          isa);
             ck_assert_msg(memcmp((int8_t *)lb->v + r * c->hd, (int8_t *)lr->v + r * c->hd, (size_t)c->hd) == 0,
                           "seed %llu isa %s: token %d head %d V codes differ", (unsigned long long)seed, isa, i, h);
             ck_assert_msg(fabsf(lb->k_scale[r] - lr->k_scale[r]) <= 1e-5f * lr->k_scale[r],
@@ -259,7 +268,7 @@ START_TEST(test_rope_kv_codes) {
         hl_ref_rope_kv(&q1, &k, &v, l0, hl_kv_cache_geom(c.kv[0]), &c.batch, &rope);
         hl_ref_rope_kv(&q2, &k, &v, l2, hl_kv_cache_geom(c.kv[2]), &c.batch, &rope);
         expect_contract(&c, 0, 2, seed, "ref");
-        const size_t r0 = ((size_t)(c.slot[0] / HL_KV_BLOCK) * n_kv) * HL_KV_BLOCK + c.slot[0] % HL_KV_BLOCK;
+        const size_t r0 = kv_row(&c, c.slot[0], 0);
         ck_assert(l0->k_scale[r0] == 0 && l0->v_scale[r0] == 0); // the zero rows
         ck_assert(memcmp(q1.data, q2.data, (size_t)n * n_heads * hd * 4) == 0);
         for (int isa = 0; isa <= hl_cpu_features_detect(); isa++) {
