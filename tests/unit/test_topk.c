@@ -157,12 +157,14 @@ static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t s
     hl_tensor hx = host_tensor(x, HL_DTYPE_F32, n, R, (size_t)ld * 4);
     float *rv = malloc(sizeof(float) * (size_t)R * (size_t)k), *rl = malloc(sizeof(float) * (size_t)R);
     int32_t *ri = malloc(sizeof(int32_t) * (size_t)R * (size_t)k);
-    hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, R, (size_t)k * 4), ti = host_tensor(ri, HL_DTYPE_I32, k, R, (size_t)k * 4);
+    hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, R, (size_t)k * 4);
+    hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, R, (size_t)k * 4);
     hl_tensor tl = host_tensor(rl, HL_DTYPE_F32, 1, R, 4);
     hl_ref_topk(&tv, &ti, &tl, &hx, k);
 
     const size_t xb = (size_t)ld * (size_t)R * 4, cb = (size_t)R * (size_t)k * 4;
-    void *dx = op->alloc(be, xb), *dv = op->alloc(be, cb), *di = op->alloc(be, cb), *dl = op->alloc(be, (size_t)R * 4);
+    void *dx = op->alloc(be, xb), *dv = op->alloc(be, cb), *di = op->alloc(be, cb);
+    void *dl = op->alloc(be, (size_t)R * 4);
     ck_assert(dx && dv && di && dl);
     float *gv = malloc(cb), *gl = malloc((size_t)R * 4);
     int32_t *gi = malloc(cb);
@@ -173,7 +175,8 @@ static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t s
     ck_assert_int_eq(op->upload(be, dv, gv, cb, &err), HL_OK);
     ck_assert_int_eq(op->upload(be, di, gi, cb, &err), HL_OK);
     hl_tensor bx = host_tensor(dx, HL_DTYPE_F32, n, R, (size_t)ld * 4);
-    hl_tensor bv = host_tensor(dv, HL_DTYPE_F32, k, R, (size_t)k * 4), bi = host_tensor(di, HL_DTYPE_I32, k, R, (size_t)k * 4);
+    hl_tensor bv = host_tensor(dv, HL_DTYPE_F32, k, R, (size_t)k * 4);
+    hl_tensor bi = host_tensor(di, HL_DTYPE_I32, k, R, (size_t)k * 4);
     hl_tensor bl = host_tensor(dl, HL_DTYPE_F32, 1, R, 4);
     op->topk(be, &bv, &bi, &bl, &bx, k);
     ck_assert_int_eq(op->download(be, gv, dv, cb, &err), HL_OK);
@@ -221,7 +224,8 @@ START_TEST(test_cpu_lse_is_samplers) {
     for (int t = 0; t < 32; t++) {
         const int n = sizes[t % 4];
         fill_row(x, n, t % N_KINDS, &rng);
-        hl_tensor tx = host_tensor(x, HL_DTYPE_F32, n, 1, (size_t)n * 4), tv = host_tensor(&v, HL_DTYPE_F32, 1, 1, 4);
+        hl_tensor tx = host_tensor(x, HL_DTYPE_F32, n, 1, (size_t)n * 4);
+        hl_tensor tv = host_tensor(&v, HL_DTYPE_F32, 1, 1, 4);
         hl_tensor ti = host_tensor(&id, HL_DTYPE_I32, 1, 1, 4), tl = host_tensor(&lse, HL_DTYPE_F32, 1, 1, 4);
         be->ops->topk(be, &tv, &ti, &tl, &tx, 1);
         want = hl_sampler_log_sum_exp(x, n);
@@ -274,7 +278,8 @@ START_TEST(test_cuda_topk_in_graph) {
     float *x = malloc(xb), *rv = malloc(cb), *gv = malloc(cb), rl[6], gl[6];
     int32_t *ri = malloc(cb), *gi = malloc(cb);
     void *dx = op->alloc(be, xb), *dv = op->alloc(be, cb), *di = op->alloc(be, cb), *dl = op->alloc(be, R * 4);
-    hl_tensor bx = host_tensor(dx, HL_DTYPE_F32, n, R, (size_t)n * 4), bv = host_tensor(dv, HL_DTYPE_F32, k, R, k * 4);
+    hl_tensor bx = host_tensor(dx, HL_DTYPE_F32, n, R, (size_t)n * 4);
+    hl_tensor bv = host_tensor(dv, HL_DTYPE_F32, k, R, k * 4);
     hl_tensor bi = host_tensor(di, HL_DTYPE_I32, k, R, k * 4), bl = host_tensor(dl, HL_DTYPE_F32, 1, R, 4);
     ck_assert_int_eq(hl_backend_cuda_graph_begin(be, &err), HL_OK);
     op->topk(be, &bv, &bi, &bl, &bx, k);
@@ -283,7 +288,8 @@ START_TEST(test_cuda_topk_in_graph) {
     hl_rng rng = {test_seed()};
     for (int rep = 0; rep < 3; rep++) {
         for (int r = 0; r < R; r++) fill_row(x + (size_t)r * n, n, (r + rep) % N_KINDS, &rng);
-        hl_tensor hx = host_tensor(x, HL_DTYPE_F32, n, R, (size_t)n * 4), tv = host_tensor(rv, HL_DTYPE_F32, k, R, k * 4);
+        hl_tensor hx = host_tensor(x, HL_DTYPE_F32, n, R, (size_t)n * 4);
+        hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, R, k * 4);
         hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, R, k * 4), tl = host_tensor(rl, HL_DTYPE_F32, 1, R, 4);
         hl_ref_topk(&tv, &ti, &tl, &hx, k);
         ck_assert_int_eq(op->upload(be, dx, x, xb, &err), HL_OK);
@@ -317,7 +323,9 @@ END_TEST
 
 // ---- llama: candidates of a step against its whole rows ----
 
-static const char *model_path(void) { return access(DEFAULT_MODEL, R_OK) == 0 ? DEFAULT_MODEL : "synthetic:tiny:q8_0"; }
+static const char *model_path(void) {
+    return access(DEFAULT_MODEL, R_OK) == 0 ? DEFAULT_MODEL : "synthetic:tiny:q8_0";
+}
 
 static hl_model *load_model(hl_backend *be) {
     hl_error err = {0};
@@ -359,7 +367,8 @@ START_TEST(test_llama_forward_topk) {
     const bool want_full[4] = {false, true, false, true};
     memset(part, 0xff, sizeof(float) * 4 * (size_t)V);
     ck_assert_int_eq(hl_llama_forward_topk(l, seqs, 3, k, vals, ids, lse, want_full, part, &err), HL_OK);
-    hl_tensor hx = host_tensor(full, HL_DTYPE_F32, V, 4, (size_t)V * 4), tv = host_tensor(rv, HL_DTYPE_F32, k, 4, k * 4);
+    hl_tensor hx = host_tensor(full, HL_DTYPE_F32, V, 4, (size_t)V * 4);
+    hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, 4, k * 4);
     hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, 4, k * 4), tl = host_tensor(rl, HL_DTYPE_F32, 1, 4, 4);
     hl_ref_topk(&tv, &ti, &tl, &hx, k);
     ck_assert(memcmp(ids, ri, sizeof ids) == 0 && memcmp(vals, rv, sizeof vals) == 0);
