@@ -186,7 +186,8 @@ typedef struct hl_backend_ops {
     // in an hl_tensor of type HL_DTYPE_I32) their columns, and lse (n_rows x 1 F32) the row's
     // log-sum-exp, log Σ_j exp(x[r][j]) computed as max + log Σ exp(x - max) (-inf when every
     // value is -inf; NaN when the row holds a NaN or +inf, which the caller must reject).
-    // 1 <= k <= min(HL_TOPK_MAX, ncols). NaN values are never among the candidates. Capturable
+    // 1 <= k <= min(HL_TOPK_MAX, ncols). NaN values are never among the candidates: a row with
+    // fewer than k non-NaN values fills the remaining slots with -inf and id -1. Capturable
     // in a graph like the other ops.
     void (*topk)(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k);
     // Named profiler ranges (NVTX on CUDA) around a step or a layer; ranges nest.
