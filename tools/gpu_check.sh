@@ -7,21 +7,74 @@
 # vocabulary, no tokenizer file needed): batch-1 decode tokens/s, aggregate decode tokens/s at
 # 16 and 64 sequences, prefill tokens/s, and the serving simulation (64 sessions, 512-token
 # prompts, 128-token outputs): TTFT / TPOT p50 and p99 and aggregate tokens/s. Needs nothing
-# from the network; each step has a timeout; everything is also written under $GPU_CHECK_OUT
-# (default build/gpu_check/): gpu.txt, build.log, tests.log, llama_cuda.log, bench.txt,
-# engine_<type>.txt/.json (+ .json.sim.json), e2e.txt, summary.txt.
+# from the network; each step has a timeout and the whole run a deadline; everything is also
+# written under $GPU_CHECK_OUT (default build/gpu_check/): gpu.txt, build.log, tests.log,
+# llama_cuda.log, bench.txt, engine_<type>.txt/.json (+ .json.sim.json), e2e.txt, summary.txt.
 #
-#   make gpu-check                    # or: sh tools/gpu_check.sh
+# A bare GPU machine (CUDA toolkit only) lacks the -dev packages the build needs (check,
+# pcre2, cJSON, libmicrohttpd, libcurl: tools/deps.sh) and often the network to get them.
+# Then build a bundle on a machine that has them (same x86-64 glibc or older, nvcc of the
+# same major version), carry build/gpu_bundle there, and the check runs the bundle's binaries
+# with its libraries instead of building:
+#
+#   sh tools/gpu_check.sh bundle [ARCH]            # here: build for sm_ARCH (default 90) into build/gpu_bundle
+#   make gpu-check                                 # there: uses build/gpu_bundle when present, else builds
+#   GPU_CHECK_OUT=build/gpu_check GPU_CHECK_TAR=/path/all.tgz sh tools/gpu_check.sh   # + one tarball of it all
 #   GPU_CHECK_SKIP_TESTS=1 sh tools/gpu_check.sh   # the tables only
 #   GPU_CHECK_SKIP_E2E=1 sh tools/gpu_check.sh     # no end-to-end rows
+#   GPU_CHECK_DEADLINE=540 (seconds, default 540): no step starts or runs past it
 set -eu
 cd "$(dirname "$0")/.."
+
+BUNDLE=${GPU_CHECK_BUNDLE:-build/gpu_bundle}
+
+find_nvcc() {
+    NVCC=${NVCC:-$(command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)}
+    [ -n "$NVCC" ] || { echo "gpu-check: nvcc not found (install the CUDA toolkit or set NVCC=/path/to/nvcc)" >&2; exit 1; }
+    CUDA_HOME=${NVCC%/bin/nvcc}
+}
+
+# Builds libhalyard.a, test_unit, halyard and bench_cuda for sm_$1 into build/gpu_sm$1; logs to $2.
+build_all() {
+    B=build/gpu_sm$1
+    JOBS=$(nproc 2>/dev/null || echo 4)
+    timeout "$3" make -j"$JOBS" CUDA=1 NVCC="$NVCC" CUDA_ARCHS="$1" BUILD="$B" "$B/libhalyard.a" "$B/test_unit" \
+        "$B/halyard" > "$2" 2>&1 || { tail -40 "$2"; return 1; }
+    PKG_LIBS=$(pkg-config --libs libpcre2-8 libmicrohttpd libcjson libcurl 2>/dev/null || true)
+    timeout 120 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I. -DHL_CUDA=1 -I"$CUDA_HOME/include" \
+        tests/gpu/bench_cuda.c "$B/libhalyard.a" -L"$CUDA_HOME/lib64" -lcudart -lcublas -lstdc++ \
+        -Wl,-rpath,"$CUDA_HOME/lib64" $PKG_LIBS -lm -lpthread -o "$B/bench_cuda" >> "$2" 2>&1 ||
+        { tail -20 "$2"; return 1; }
+}
+
+# ---- bundle mode: build here, collect every shared library that is not glibc's, the
+# compiler's or CUDA's (those the GPU machine has), strip the debug info ----
+if [ "${1:-}" = bundle ]; then
+    ARCH=${2:-90}
+    find_nvcc
+    mkdir -p build
+    echo "gpu-check bundle: building for sm_$ARCH (log: build/gpu_bundle_build.log)"
+    build_all "$ARCH" build/gpu_bundle_build.log 3600 || { echo "gpu-check bundle: build failed" >&2; exit 1; }
+    rm -rf "$BUNDLE"
+    mkdir -p "$BUNDLE/bin" "$BUNDLE/lib"
+    for f in test_unit halyard bench_cuda; do
+        cp "build/gpu_sm$ARCH/$f" "$BUNDLE/bin/$f"
+        strip --strip-debug "$BUNDLE/bin/$f" 2>/dev/null || true
+        ldd "$BUNDLE/bin/$f" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' |
+            grep -Ev '/(libc|libm|libdl|libpthread|librt|libresolv|libutil|libgcc_s|libstdc\+\+|libcuda|libcudart|libcublas|libcublasLt)\.so' |
+            while read -r lib; do cp -L "$lib" "$BUNDLE/lib/"; done
+    done
+    echo "$ARCH" > "$BUNDLE/ARCH"
+    echo "gpu-check bundle: $BUNDLE for sm_$ARCH, $(du -sh "$BUNDLE" | cut -f1); carry it to the GPU machine"
+    exit 0
+fi
 
 OUT=${GPU_CHECK_OUT:-build/gpu_check}
 mkdir -p "$OUT"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 T0=$(date +%s)
+DEADLINE=$((T0 + ${GPU_CHECK_DEADLINE:-540}))
 
 say() { echo "gpu-check: $*" | tee -a "$SUMMARY"; }
 fail() {
@@ -29,6 +82,16 @@ fail() {
     exit 1
 }
 elapsed() { echo $(($(date +%s) - T0)); }
+# The timeout of a step: its own limit, or what is left before the deadline if that is less
+# (1 s once it has passed: the step then fails at once). deadline_ok stops the run there.
+limit() {
+    left=$((DEADLINE - $(date +%s)))
+    if [ "$left" -lt 1 ]; then echo 1; elif [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+deadline_ok() { [ $((DEADLINE - $(date +%s))) -gt 5 ] || fail "deadline reached after $(elapsed) s (GPU_CHECK_DEADLINE)"; }
+if [ -n "${GPU_CHECK_TAR:-}" ]; then
+    trap 'tar czf "$GPU_CHECK_TAR" -C "$(dirname "$OUT")" "$(basename "$OUT")" 2>/dev/null || true' EXIT
+fi
 
 # ---- the card ----
 command -v nvidia-smi >/dev/null 2>&1 || fail "nvidia-smi not found (no NVIDIA driver on this machine)"
@@ -42,39 +105,47 @@ case "$ARCH" in
 esac
 [ "$ARCH" -ge 80 ] || fail "compute capability $ARCH: halyard's CUDA kernels need sm_80 or newer"
 
-NVCC=${NVCC:-$(command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)}
-[ -n "$NVCC" ] || fail "nvcc not found (install the CUDA toolkit or set NVCC=/path/to/nvcc)"
-CUDA_HOME=${NVCC%/bin/nvcc}
-
-# ---- build: its own folder per arch, so objects of another arch are never reused ----
-B=build/gpu_sm$ARCH
-JOBS=$(nproc 2>/dev/null || echo 4)
-say "building for sm_$ARCH into $B ($JOBS jobs)"
-if ! timeout 300 make -j"$JOBS" CUDA=1 NVCC="$NVCC" CUDA_ARCHS="$ARCH" BUILD="$B" "$B/libhalyard.a" "$B/test_unit" "$B/halyard" \
-        > "$OUT/build.log" 2>&1; then
-    tail -40 "$OUT/build.log"
-    fail "build (full log: $OUT/build.log)"
+# ---- build: its own folder per arch, so objects of another arch are never reused; or the
+# carried bundle (sm_90 code runs on any sm_90 card; a newer card JITs its PTX) ----
+if [ -x "$BUNDLE/bin/test_unit" ] && [ -x "$BUNDLE/bin/halyard" ] && [ -x "$BUNDLE/bin/bench_cuda" ]; then
+    B=$BUNDLE/bin
+    BARCH=$(cat "$BUNDLE/ARCH" 2>/dev/null || echo "?")
+    [ "$BARCH" = "$ARCH" ] || say "note: the bundle is built for sm_$BARCH, the card is sm_$ARCH (PTX JIT if newer)"
+    # CUDA's libraries from the toolkit here (the bundle's run path names the build machine's)
+    CUDA_LIBS=""
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        [ -d "$d" ] && CUDA_LIBS="$CUDA_LIBS:$d"
+    done
+    if command -v nvcc >/dev/null 2>&1; then
+        H=$(dirname "$(dirname "$(command -v nvcc)")")
+        CUDA_LIBS="$CUDA_LIBS:$H/lib64:$H/targets/x86_64-linux/lib"
+    fi
+    export LD_LIBRARY_PATH="$BUNDLE/lib$CUDA_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    MISSING=$(for f in test_unit halyard bench_cuda; do ldd "$B/$f" 2>&1 | grep "not found" || true; done | sort -u)
+    [ -z "$MISSING" ] || fail "the bundle's binaries miss libraries: $MISSING (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+    say "using the prebuilt bundle $BUNDLE (sm_$BARCH); no build"
+else
+    find_nvcc
+    say "building for sm_$ARCH into build/gpu_sm$ARCH"
+    build_all "$ARCH" "$OUT/build.log" "$(limit 300)" || fail "build (full log: $OUT/build.log)"
+    B=build/gpu_sm$ARCH
+    say "build done after $(elapsed) s"
 fi
-PKG_LIBS=$(pkg-config --libs libpcre2-8 libmicrohttpd libcjson libcurl 2>/dev/null || true)
-if ! timeout 120 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I. -DHL_CUDA=1 -I"$CUDA_HOME/include" \
-        tests/gpu/bench_cuda.c "$B/libhalyard.a" -L"$CUDA_HOME/lib64" -lcudart -lcublas \
-        -Wl,-rpath,"$CUDA_HOME/lib64" $PKG_LIBS -lm -lpthread -o "$B/bench_cuda" >> "$OUT/build.log" 2>&1; then
-    tail -20 "$OUT/build.log"
-    fail "building tests/gpu/bench_cuda.c (log: $OUT/build.log)"
-fi
-say "build done after $(elapsed) s"
+case "$B" in /*) ;; *) B=./$B ;; esac
 
 # ---- correctness: every kernel against the scalar reference ----
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
+    deadline_ok
     say "running the CUDA unit suite (backend_cuda)"
-    if ! CK_RUN_SUITE=backend_cuda CK_DEFAULT_TIMEOUT=240 timeout 270 "./$B/test_unit" > "$OUT/tests.log" 2>&1; then
+    if ! CK_RUN_SUITE=backend_cuda CK_DEFAULT_TIMEOUT=240 timeout "$(limit 270)" "$B/test_unit" > "$OUT/tests.log" 2>&1; then
         tail -40 "$OUT/tests.log"
         fail "CUDA unit suite (full log: $OUT/tests.log; rerun one seed with HL_TEST_SEED=...)"
     fi
     grep -q "SKIP: no CUDA device" "$OUT/tests.log" && fail "the unit suite saw no CUDA device"
     tail -1 "$OUT/tests.log" | tee -a "$SUMMARY"
+    deadline_ok
     say "running the whole-model suite (llama_cuda: CUDA vs CPU logits, graph replays)"
-    if ! CK_RUN_SUITE=llama_cuda CK_DEFAULT_TIMEOUT=240 timeout 270 "./$B/test_unit" > "$OUT/llama_cuda.log" 2>&1; then
+    if ! CK_RUN_SUITE=llama_cuda CK_DEFAULT_TIMEOUT=240 timeout "$(limit 270)" "$B/test_unit" > "$OUT/llama_cuda.log" 2>&1; then
         tail -40 "$OUT/llama_cuda.log"
         fail "llama_cuda suite (full log: $OUT/llama_cuda.log)"
     fi
@@ -85,8 +156,9 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
 fi
 
 # ---- benchmark table ----
+deadline_ok
 say "kernel benchmark (results also in $OUT/bench.txt)"
-if ! timeout 240 "./$B/bench_cuda" "$OUT/bench.txt"; then
+if ! timeout "$(limit 240)" "$B/bench_cuda" "$OUT/bench.txt"; then
     fail "benchmark (partial results in $OUT/bench.txt)"
 fi
 say "kernel benchmark done after $(elapsed) s"
@@ -103,8 +175,9 @@ if [ "${GPU_CHECK_SKIP_E2E:-0}" != 1 ]; then
     for TYPE in q4_0 q4_k_m; do
         M="synthetic:l8b:$TYPE"
         LOG="$OUT/engine_$TYPE.txt"
+        deadline_ok
         say "end to end: $M (bench engine --device cuda, then --serve-sim 64 x 512/128)"
-        if ! timeout 200 "./$B/halyard" bench engine -m "$M" --device cuda --synth-vocab 128256 \
+        if ! timeout "$(limit 200)" "$B/halyard" bench engine -m "$M" --device cuda --synth-vocab 128256 \
                 --batch 1,16,64 -p 512 -n 128 --reps 2 --serve-sim --sessions 64 --requests 128 \
                 --json "$OUT/engine_$TYPE.json" > "$LOG" 2>&1; then
             tail -20 "$LOG"
