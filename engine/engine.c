@@ -103,6 +103,7 @@ struct hl_engine {
     hl_llama *llama;         // owned
     hl_sched *sched;         // owned
     size_t dev_free_at_start; // backend memory free before the weights (0: the backend cannot say)
+    int64_t n_forward;       // forward steps run (engine thread): counts --profile-steps
     int max_ctx, n_vocab;
     int32_t eog[HL_SAMPLER_MAX_EOG_IDS];
     int n_eog;
@@ -623,6 +624,16 @@ static void plan_rows(hl_engine *e, const hl_sched_step *st) {
 }
 
 // Runs one scheduled step; returns the step (NULL when nothing could run).
+// Starts or stops the profiler capture of --profile-steps, and says so in the log (the only
+// trace on a backend without a profiler).
+static void profile_mark(hl_engine *e, bool start) {
+    const bool has = start ? e->be->ops->profiler_start != NULL : e->be->ops->profiler_stop != NULL;
+    hl_log(HL_LOG_INFO, "engine: profiler capture %s %s step %lld%s", start ? "starts at" : "stops after",
+           "forward", (long long)e->n_forward, has ? "" : " (this backend has no profiler)");
+    if (start) hl_backend_profiler_start(e->be);
+    else hl_backend_profiler_stop(e->be);
+}
+
 static const hl_sched_step *run_step(hl_engine *e) {
     const hl_sched_step *st = hl_sched_schedule(e->sched);
     if (st->n_items == 0) return NULL;
@@ -639,9 +650,12 @@ static const hl_sched_step *run_step(hl_engine *e) {
     }
     hl_error err = {0};
     plan_rows(e, st);
+    e->n_forward++;
+    if (e->n_forward == e->p.profile_first) profile_mark(e, true);
     const int rc = e->tk_k > 0 ? hl_llama_forward_topk(e->llama, e->lseqs, st->n_items, e->tk_k, e->tk_vals, e->tk_ids,
                                                        e->tk_lse, e->tk_full, e->logits, &err)
                                : hl_llama_forward(e->llama, e->lseqs, st->n_items, e->logits, &err);
+    if (e->n_forward == e->p.profile_last) profile_mark(e, false);
     if (rc != HL_OK) {
         hl_log(HL_LOG_ERROR, "engine: forward pass failed: %s", err.msg);
         fail_items(e, st, err.msg);

@@ -40,6 +40,10 @@ typedef struct hl_engine_params {
     // Sample every row from its whole downloaded logits even where the backend's top-k
     // candidates give the same result (greedy or top_k without bias/penalties). Tests; default false.
     bool full_logits;
+    // Profiler capture around forward steps profile_first .. profile_last (1-based, counted over
+    // the steps that run the model; 0 = off): the backend's profiler_start before the first and
+    // profiler_stop after the last (`--profile-steps A-B`; CUDA: nsys --capture-range=cudaProfilerApi).
+    int profile_first, profile_last;
     // Synthetic models only (tests, benchmarks): > 0 makes a model with this many tokens and no
     // tokenizer; the seed of its weights. Default 0, 0.
     int synth_n_vocab;

@@ -193,6 +193,10 @@ typedef struct hl_backend_ops {
     // Named profiler ranges (NVTX on CUDA) around a step or a layer; ranges nest.
     void (*range_push)(hl_backend *be, const char *name);
     void (*range_pop)(hl_backend *be);
+    // Starts / stops the profiler's capture (cudaProfilerStart/Stop on CUDA), so that a profile
+    // covers chosen engine steps only (`--profile-steps`, docs/PROFILING.md).
+    void (*profiler_start)(hl_backend *be);
+    void (*profiler_stop)(hl_backend *be);
 } hl_backend_ops;
 
 struct hl_backend {
@@ -245,4 +249,13 @@ static inline void hl_backend_range_push(hl_backend *be, const char *name) {
 
 static inline void hl_backend_range_pop(hl_backend *be) {
     if (be->ops->range_pop) be->ops->range_pop(be);
+}
+
+// Profiler capture; no-ops where the backend has none.
+static inline void hl_backend_profiler_start(hl_backend *be) {
+    if (be->ops->profiler_start) be->ops->profiler_start(be);
+}
+
+static inline void hl_backend_profiler_stop(hl_backend *be) {
+    if (be->ops->profiler_stop) be->ops->profiler_stop(be);
 }

@@ -3,6 +3,7 @@
 // Host metadata (token ids, positions, slots, block tables) goes through per-kind pinned
 // slots that skip the copy when the bytes did not change (32 layers share one batch), or,
 // inside a CUDA graph, through the graph's own staging arena (see the graph section).
+#include <cuda_profiler_api.h>
 #include <nvtx3/nvToolsExt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -688,6 +689,17 @@ static void cu_range_pop(hl_backend *be) {
     nvtxRangePop();
 }
 
+// A failure only means no profiler is attached to take the capture: nothing to report.
+static void cu_profiler_start(hl_backend *be) {
+    (void)be;
+    (void)cudaProfilerStart();
+}
+
+static void cu_profiler_stop(hl_backend *be) {
+    (void)be;
+    (void)cudaProfilerStop();
+}
+
 // Positional (C++17 has no designated initializers): the order of hl_backend_ops.
 static const hl_backend_ops cuda_ops = {
     "cuda", cu_free, cu_alloc, cu_release, cu_upload, cu_download, cu_supports, cu_upload_weight,
@@ -695,6 +707,7 @@ static const hl_backend_ops cuda_ops = {
     cu_get_rows, cu_add_rmsnorm, cu_sync,
     cu_mem_info, hl_backend_cuda_synth_weight, hl_backend_cuda_graph_begin, cu_graph_end, cu_graph_restage,
     cu_graph_launch, cu_graph_free, cu_topk, cu_range_push, cu_range_pop,
+    cu_profiler_start, cu_profiler_stop,
 };
 
 static int ctx_init(cuda_ctx *c, int device, hl_error *err) {
