@@ -19,6 +19,13 @@
 
 enum src_kind { SRC_GGUF, SRC_ST, SRC_SYNTH };
 
+// A heap buffer reused for every fused weight of a load (grown to the largest), so stacking
+// parts does not leave one freed buffer per weight in the heap: peak memory stays flat.
+typedef struct fuse_buf {
+    uint8_t *p; // owned
+    size_t cap;
+} fuse_buf;
+
 // Where weights come from during a load; closed when the load ends.
 typedef struct loader {
     enum src_kind kind;
@@ -27,6 +34,7 @@ typedef struct loader {
     hl_synth_model *syn;
     uint64_t seed;               // synthetic weights
     bool no_fuse;                // hl_model_params.no_fuse
+    fuse_buf *tmp;               // borrowed: the load's fused-weight buffer
     const hl_model_config *cfg;
 } loader;
 
@@ -126,6 +134,16 @@ static float *read_f32(const loader *ld, const char *name, int64_t *n_out, hl_er
 }
 
 // ---- synthetic weights ----
+
+// ld's fused-weight buffer with room for n bytes, or NULL (out of memory).
+static uint8_t *fuse_bytes(const loader *ld, size_t n) {
+    if (n <= ld->tmp->cap) return ld->tmp->p;
+    free(ld->tmp->p);
+    ld->tmp->cap = 0;
+    if (!(ld->tmp->p = malloc(n))) return NULL;
+    ld->tmp->cap = n;
+    return ld->tmp->p;
+}
 
 #define MAX_PARTS 3 // tensors of one fused weight (q, k, v)
 #define SYNTH_MAX_THREADS 32
@@ -248,13 +266,13 @@ static int upload_synth(const loader *ld, hl_backend *be, const char *const *nam
         if (rc != HL_ERR_UNSUPPORTED && rc != HL_ERR_INVAL)
             return rc == HL_OK ? HL_OK : hl_errorf(err, rc, "tensor %s: %s", names[0], dev_err.msg);
     }
-    uint8_t *bytes = malloc(total);
+    uint8_t *bytes = n > 1 ? fuse_bytes(ld, total) : malloc(total);
     if (!bytes) return hl_errorf(err, HL_ERR_NOMEM, "tensor %s: %zu bytes", names[0], total);
     int rc = HL_OK;
     for (size_t p = 0, at = 0; p < (size_t)n && rc == HL_OK; at += info[p].n_bytes, p++)
         rc = synth_fill_parallel(&info[p], ld->seed, parts[p].std, bytes + at, err);
     if (rc == HL_OK) rc = be->ops->upload_weight(be, out, info[0].type, ne, bytes, err);
-    free(bytes);
+    if (n == 1) free(bytes);
     return rc;
 }
 
@@ -327,8 +345,8 @@ static bool fusable(const loader *ld, hl_backend *be, const char *const *names, 
     return be->ops->supports(be, HL_OP_MATMUL, type0);
 }
 
-// Uploads names[0..n) stacked by rows as one weight. Each part is copied into one temporary
-// buffer (freed at the end) and its file pages are dropped at once, as upload() does, so peak
+// Uploads names[0..n) stacked by rows as one weight. Each part is copied into the load's
+// reused buffer (ld->tmp) and its file pages are dropped at once, as upload() does, so peak
 // memory stays that of the largest single weight plus its backend copy.
 static int upload_fused(const loader *ld, hl_backend *be, const char *const *names, int n, hl_tensor *out,
                         size_t *n_bytes, hl_error *err) {
@@ -345,7 +363,7 @@ static int upload_fused(const loader *ld, hl_backend *be, const char *const *nam
         total += rb * (size_t)ne[1];
         rows += ne[1], ne0 = ne[0];
     }
-    uint8_t *buf = malloc(total);
+    uint8_t *buf = fuse_bytes(ld, total);
     if (!buf) return hl_errorf(err, HL_ERR_NOMEM, "tensor %s: %zu bytes to fuse", names[0], total);
     int rc = HL_OK;
     for (size_t p = 0, at = 0; p < (size_t)n && rc == HL_OK; p++) {
@@ -360,7 +378,6 @@ static int upload_fused(const loader *ld, hl_backend *be, const char *const *nam
     }
     if (rc == HL_OK) rc = be->ops->upload_weight(be, out, type, (int64_t[2]){ne0, rows}, buf, err);
     if (rc == HL_OK) *n_bytes += total;
-    free(buf);
     return rc;
 }
 
@@ -603,7 +620,8 @@ hl_model *hl_model_load(const char *path, hl_backend *be, const hl_model_params 
     const hl_model_params *p = params ? params : &defaults;
     hl_model *m = hl_xcalloc(1, sizeof(*m));
     m->be = be;
-    loader ld = {.cfg = &m->cfg, .seed = p->synth_seed, .no_fuse = p->no_fuse};
+    fuse_buf tmp = {0};
+    loader ld = {.cfg = &m->cfg, .seed = p->synth_seed, .no_fuse = p->no_fuse, .tmp = &tmp};
     size_t n = strlen(path);
     int rc;
     if (strncmp(path, SYNTH_PREFIX, strlen(SYNTH_PREFIX)) == 0) rc = open_synth(path, p, &ld, m, err);
@@ -619,6 +637,7 @@ hl_model *hl_model_load(const char *path, hl_backend *be, const hl_model_params 
     hl_gguf_free(ld.g);
     hl_safetensors_free(ld.st);
     hl_synth_model_free(ld.syn);
+    free(tmp.p);
     if (rc != HL_OK) {
         hl_error_wrap(err, "%s", path);
         hl_model_free(m);
