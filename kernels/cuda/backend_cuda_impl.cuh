@@ -66,7 +66,16 @@ typedef struct cuda_ctx {
     cudaEvent_t t0, t1;             // owned: benchmark timer
 } cuda_ctx;
 
-static inline cuda_ctx *cuda_ctx_of(hl_backend *be) { return (cuda_ctx *)be->ctx; }
+// The backend's context, with its device made current on the calling thread: the CUDA current
+// device is per thread, and the engine thread is not the one that created the backend, so
+// cuda:N (N > 0) would otherwise allocate and launch on device 0. Every vtable entry and helper
+// reaches the context through here; cudaGetDevice is a thread-local read in the runtime.
+static inline cuda_ctx *cuda_ctx_of(hl_backend *be) {
+    cuda_ctx *c = (cuda_ctx *)be->ctx;
+    int current = -1;
+    if (cudaGetDevice(&current) != cudaSuccess || current != c->device) HL_CUDA_CHECK(cudaSetDevice(c->device));
+    return c;
+}
 
 // Grows a scratch buffer to at least n_bytes (not while capturing: captured kernels would keep
 // the old pointer). Panics when it cannot: ops have no error path.

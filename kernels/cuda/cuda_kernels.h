@@ -42,11 +42,11 @@ size_t hl_cuda_qweight_param_bytes(int gs, int64_t n, int64_t k);
 
 // ---- repack.cu ----
 // Repacks rows [row0, row0 + n_rows) of a GGUF weight of `type` (src: those rows, row_bytes
-// apart, in device memory) into w (whose codes/params buffers are writable). Rows past w->n
-// and columns past w->k are written as zeros by hl_cuda_repack_pad, run once per weight.
+// apart, in device memory) into w (whose codes/params buffers are writable). row0 is a multiple
+// of 64; the call writes whole 64-row tiles, so rows past w->n (up to w->np) and columns past
+// w->k (up to w->kp) of the tiles it covers get zero codes and parameters.
 void hl_cuda_repack(hl_cuda_stream s, int type, const void *src, size_t row_bytes, int64_t row0,
                     int64_t n_rows, const hl_cuda_qweight *w);
-void hl_cuda_repack_pad(hl_cuda_stream s, const hl_cuda_qweight *w);
 // Test helper: codes (n, k) int8 (int4: 0..15; int8: signed code) and params (n, k/gs) half2
 // as uint32, read back from the packed layout.
 void hl_cuda_unpack(hl_cuda_stream s, const hl_cuda_qweight *w, int8_t *codes, uint32_t *params);
