@@ -135,6 +135,12 @@ hl_llama *hl_llama_create(const hl_model *model, hl_kv_cache *kv, int max_tokens
                   g->n_kv_heads, g->head_dim, c->n_kv_heads, c->head_dim);
         return NULL;
     }
+    if (!hl_backend_attention_fits(model->be, c->head_dim, c->n_heads / c->n_kv_heads)) {
+        hl_errorf(err, HL_ERR_UNSUPPORTED,
+                  "llama: the %s backend's attention does not handle heads of %d values with %d query heads "
+                  "per KV head", model->be->ops->name, c->head_dim, c->n_heads / c->n_kv_heads);
+        return NULL;
+    }
     hl_llama *l = hl_xcalloc(1, sizeof(*l));
     l->model = model;
     l->kv = kv;

@@ -197,6 +197,9 @@ typedef struct hl_backend_ops {
     // covers chosen engine steps only (`--profile-steps`, docs/PROFILING.md).
     void (*profiler_start)(hl_backend *be);
     void (*profiler_stop)(hl_backend *be);
+    // True when rope_kv and attention handle heads of head_dim values with `group` query heads
+    // per KV head (checked once, when a forward context is made, so that no step finds out).
+    bool (*attention_fits)(hl_backend *be, int head_dim, int group);
 } hl_backend_ops;
 
 struct hl_backend {
@@ -249,6 +252,11 @@ static inline void hl_backend_range_push(hl_backend *be, const char *name) {
 
 static inline void hl_backend_range_pop(hl_backend *be) {
     if (be->ops->range_pop) be->ops->range_pop(be);
+}
+
+// True when the backend's attention handles this head geometry (every backend must say).
+static inline bool hl_backend_attention_fits(hl_backend *be, int head_dim, int group) {
+    return be->ops->attention_fits && be->ops->attention_fits(be, head_dim, group);
 }
 
 // Profiler capture; no-ops where the backend has none.

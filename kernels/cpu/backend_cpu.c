@@ -565,6 +565,12 @@ static void cpu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor 
     else hl_threadpool_run_n(c->pool, topk_fn, &a, (int)(rows < 65535 ? rows : 65535));
 }
 
+// Any even head_dim up to the stack scratch; any GQA group.
+static bool cpu_attention_fits(hl_backend *be, int head_dim, int group) {
+    (void)be;
+    return head_dim >= 2 && head_dim <= MAX_HEAD_DIM && head_dim % 2 == 0 && group >= 1;
+}
+
 // ---- lifecycle ----
 
 static int cpu_sync(hl_backend *be, hl_error *err) {
@@ -602,6 +608,7 @@ static const hl_backend_ops cpu_ops = {
     .add_rmsnorm = cpu_add_rmsnorm,
     .sync = cpu_sync,
     .topk = cpu_topk,
+    .attention_fits = cpu_attention_fits,
 };
 
 hl_backend *hl_backend_cpu_create_isa(int n_threads, int isa, hl_error *err) {

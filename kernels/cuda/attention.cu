@@ -552,6 +552,10 @@ template <int D> static void attn_launch_kv(hl_cuda_stream s, const hl_cuda_attn
     else attn_launch<D, false>(s, a);
 }
 
+extern "C" bool hl_cuda_attn_fits(int head_dim, int group) {
+    return (head_dim == 32 || head_dim == 64 || head_dim == 128) && group >= 1 && group <= ATT_MAX_G;
+}
+
 extern "C" void hl_cuda_attention(hl_cuda_stream s, const hl_cuda_attn_args *a) {
     HL_ASSERT(a->n_heads % a->n_kv_heads == 0 && a->n_heads / a->n_kv_heads <= ATT_MAX_G);
     HL_ASSERT(a->n_pf == 0 || a->pf_rows == hl_cuda_attn_prefill_rows(a->head_dim));

@@ -689,6 +689,11 @@ static void cu_range_pop(hl_backend *be) {
     nvtxRangePop();
 }
 
+static bool cu_attention_fits(hl_backend *be, int head_dim, int group) {
+    (void)be;
+    return hl_cuda_attn_fits(head_dim, group);
+}
+
 // A failure only means no profiler is attached to take the capture: nothing to report.
 static void cu_profiler_start(hl_backend *be) {
     (void)be;
@@ -707,7 +712,7 @@ static const hl_backend_ops cuda_ops = {
     cu_get_rows, cu_add_rmsnorm, cu_sync,
     cu_mem_info, hl_backend_cuda_synth_weight, hl_backend_cuda_graph_begin, cu_graph_end, cu_graph_restage,
     cu_graph_launch, cu_graph_free, cu_topk, cu_range_push, cu_range_pop,
-    cu_profiler_start, cu_profiler_stop,
+    cu_profiler_start, cu_profiler_stop, cu_attention_fits,
 };
 
 static int ctx_init(cuda_ctx *c, int device, hl_error *err) {

@@ -9,6 +9,7 @@
 //   hl_cuda_matmul_q(s, &w, x16, kp, t, out, ldo, ws, splits);
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,6 +114,8 @@ typedef struct hl_cuda_attn_args {
     int pf_rows;                         // hl_cuda_attn_prefill_rows(head_dim)
 } hl_cuda_attn_args;
 #define HL_CUDA_ATTN_CHUNK 256
+// True when hl_cuda_attention (and rope_kv) handle head_dim with `group` query heads per KV head.
+bool hl_cuda_attn_fits(int head_dim, int group);
 void hl_cuda_attention(hl_cuda_stream s, const hl_cuda_attn_args *a);
 // Rows per prefill tile, which also picks the prefill kernel: 64 for head_dim 64 and 128
 // (tensor-core kernel), 16 for the others (scalar fp32 kernel).
