@@ -12,7 +12,7 @@ __global__ void act_to_half_kernel(void *dst, int64_t kp, int64_t tp, const floa
     const int64_t i = idx / kp, j = idx % kp;
     const float v = (i < t && j < k) ? src[i * ldx + j] : 0.0f;
     if (to_bf16) ((__nv_bfloat16 *)dst)[idx] = __float2bfloat16_rn(v);
-    else ((half *)dst)[idx] = __float2half_rn(v);
+    else ((half *)dst)[idx] = __float2half_rn(fminf(fmaxf(v, -65504.0f), 65504.0f)); // saturate, not inf
 }
 
 extern "C" void hl_cuda_act_to_half(hl_cuda_stream s, void *dst, int64_t kp, int64_t tp, const float *src,
