@@ -5,6 +5,7 @@
 // inside a CUDA graph, through the graph's own staging arena (see the graph section).
 #include <cuda_profiler_api.h>
 #include <nvtx3/nvToolsExt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,6 +25,33 @@ struct nvtx_range {
     explicit nvtx_range(const char *name) { nvtxRangePushA(name); }
     ~nvtx_range() { nvtxRangePop(); }
 };
+
+// ---- failures (cuda_common.cuh) ----
+
+static pthread_mutex_t failure_mu = PTHREAD_MUTEX_INITIALIZER;
+static char failure_msg[512]; // guarded by failure_mu; empty: none yet
+
+void hl_cuda_note_failure(const char *file, int line, const char *what, const char *why) {
+    pthread_mutex_lock(&failure_mu);
+    const bool first = failure_msg[0] == '\0';
+    if (first) snprintf(failure_msg, sizeof failure_msg, "%s: %s (%s:%d)", what, why, file, line);
+    pthread_mutex_unlock(&failure_mu);
+    if (first) hl_log(HL_LOG_ERROR, "cuda: %s: %s (%s:%d)", what, why, file, line);
+}
+
+int hl_cuda_failed(hl_error *err) {
+    pthread_mutex_lock(&failure_mu);
+    int rc = HL_OK;
+    if (failure_msg[0]) rc = hl_errorf(err, HL_ERR_DEVICE, "cuda: %s", failure_msg);
+    pthread_mutex_unlock(&failure_mu);
+    return rc;
+}
+
+static void blas_failed(int line, cublasStatus_t st) {
+    char why[32];
+    snprintf(why, sizeof why, "status %d", (int)st);
+    hl_cuda_note_failure(__FILE__, line, "cublasGemmEx", why);
+}
 
 static int cuda_fail(hl_error *err, const char *what, cudaError_t rc) {
     return hl_errorf(err, HL_ERR_DEVICE, "cuda: %s: %s", what, cudaGetErrorString(rc));
@@ -141,7 +169,8 @@ static int cu_copy(hl_backend *be, void *dst, const void *src, size_t n, cudaMem
     if (!dst || !src) return hl_errorf(err, HL_ERR_INVAL, "cuda copy: NULL buffer");
     cudaError_t rc = cudaMemcpyAsync(dst, src, n, kind, c->stream);
     if (rc == cudaSuccess) rc = cudaStreamSynchronize(c->stream);
-    return rc == cudaSuccess ? HL_OK : cuda_fail(err, "memcpy", rc);
+    if (rc != cudaSuccess) return cuda_fail(err, "memcpy", rc);
+    return hl_cuda_failed(err); // an op queued before may have failed to launch
 }
 
 static int cu_upload(hl_backend *be, void *dst, const void *src, size_t n, hl_error *err) {
@@ -154,7 +183,8 @@ static int cu_download(hl_backend *be, void *dst, const void *src, size_t n, hl_
 
 static int cu_sync(hl_backend *be, hl_error *err) {
     cudaError_t rc = cudaStreamSynchronize(cuda_ctx_of(be)->stream);
-    return rc == cudaSuccess ? HL_OK : cuda_fail(err, "stream synchronize", rc);
+    if (rc != cudaSuccess) return cuda_fail(err, "stream synchronize", rc);
+    return hl_cuda_failed(err);
 }
 
 static bool weight_type_ok(int type) {
@@ -294,7 +324,8 @@ static int cu_upload_weight(hl_backend *be, hl_tensor *out, int type, const int6
             }
         }
     }
-    return HL_OK;
+    rc = hl_cuda_failed(err); // a repack kernel that did not launch
+    if (rc == HL_OK) return HL_OK;
 fail:
     cudaFree(out->data);
     memset(out, 0, sizeof *out);
@@ -347,7 +378,7 @@ static void matmul_cublas(cuda_ctx *c, hl_tensor *out, const hl_tensor *w, const
         cublasStatus_t st = hl_cublas()->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, (int)t, (int)k, &one, w->data,
                                          ab, (int)k, xin, ab, (int)ldx, &zero, out->data, CUDA_R_32F, (int)ld_of(out),
                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        if (st != CUBLAS_STATUS_SUCCESS) hl_panic(__FILE__, __LINE__, "cublasGemmEx: status %d", (int)st);
+        if (st != CUBLAS_STATUS_SUCCESS) blas_failed(__LINE__, st);
         return;
     }
     int64_t tile = (int64_t)(DEQ_BYTES / ((size_t)k * (size_t)esize)) / 64 * 64;
@@ -359,7 +390,7 @@ static void matmul_cublas(cuda_ctx *c, hl_tensor *out, const hl_tensor *w, const
         cublasStatus_t st = hl_cublas()->gemm_ex(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, (int)t, (int)k, &one, deq, ab,
                                          (int)k, xin, ab, (int)ldx, &zero, (float *)out->data + r0, CUDA_R_32F,
                                          (int)ld_of(out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        if (st != CUBLAS_STATUS_SUCCESS) hl_panic(__FILE__, __LINE__, "cublasGemmEx: status %d", (int)st);
+        if (st != CUBLAS_STATUS_SUCCESS) blas_failed(__LINE__, st);
     }
 }
 
@@ -671,7 +702,8 @@ static int cu_graph_restage(hl_backend *be, hl_backend_graph *g, hl_error *err) 
 }
 
 static int cu_graph_launch(hl_backend *be, hl_backend_graph *g, hl_error *err) {
-    return hl_backend_cuda_graph_launch(be, (hl_cuda_graph *)g, err);
+    int rc = hl_backend_cuda_graph_launch(be, (hl_cuda_graph *)g, err);
+    return rc == HL_OK ? hl_cuda_failed(err) : rc;
 }
 
 static void cu_graph_free(hl_backend *be, hl_backend_graph *g) {

@@ -28,12 +28,20 @@
 #include "common/hl.h"
 #include "kernels/cuda/layout.h"
 
-// Hot-path launch errors are sticky and leave nothing to recover: panic with the text.
+// Records the first failed CUDA (or cuBLAS) call of the process with its place and text, and
+// logs it. Ops have no error return, so the failure is reported by the next call that has one
+// (sync, upload, download, graph launch: hl_cuda_failed) and reaches the engine's error path
+// like any step error; the process keeps serving. Launch errors are usually sticky (the
+// context is lost), so every later step fails with the same message. Thread-safe.
+void hl_cuda_note_failure(const char *file, int line, const char *what, const char *why);
+
+// HL_OK, or HL_ERR_DEVICE with the first recorded failure in err.
+int hl_cuda_failed(hl_error *err);
+
 #define HL_CUDA_CHECK(call)                                                                 \
     do {                                                                                    \
         cudaError_t rc_ = (call);                                                           \
-        if (rc_ != cudaSuccess)                                                             \
-            hl_panic(__FILE__, __LINE__, "%s: %s", #call, cudaGetErrorString(rc_));         \
+        if (rc_ != cudaSuccess) hl_cuda_note_failure(__FILE__, __LINE__, #call, cudaGetErrorString(rc_)); \
     } while (0)
 
 #define HL_LAUNCH_CHECK() HL_CUDA_CHECK(cudaGetLastError())

@@ -1,7 +1,7 @@
 // cuda_kernels: the extern "C" launchers of every CUDA kernel family (one .cu per family),
 // called by backend_cuda.cu. Plain C types only, so the declarations read the same from C.
-// Every launcher queues work on `stream` and returns at once; launch errors panic through
-// HL_CUDA_CHECK (they are sticky; nothing can continue). Shapes are the caller's to check.
+// Every launcher queues work on `stream` and returns at once; launch errors are recorded through
+// HL_CUDA_CHECK and reported by the backend's next sync (cuda_common.cuh). Shapes are the caller's to check.
 // Device pointers everywhere unless a parameter says "host".
 //
 //   hl_cuda_qweight w = ...;                           // from upload_weight (backend_cuda.cu)
