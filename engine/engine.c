@@ -147,6 +147,29 @@ hl_engine_params hl_engine_default_params(void) {
                               .prefix_cache = true, .graphs = true};
 }
 
+// A decimal number of 1 to 9 digits at *s; advances *s. -1 when there is none.
+static int parse_count(const char **s) {
+    int v = 0, n = 0;
+    for (; **s >= '0' && **s <= '9' && n < 10; (*s)++, n++) v = v * 10 + (**s - '0');
+    return n >= 1 && n <= 9 ? v : -1;
+}
+
+int hl_engine_parse_profile_steps(const char *text, hl_engine_params *p, hl_error *err) {
+    const char *s = text ? text : "";
+    const int first = parse_count(&s);
+    int last = first;
+    if (*s == '-') {
+        s++;
+        last = parse_count(&s);
+    }
+    if (*s != '\0' || first < 1 || last < first)
+        return hl_errorf(err, HL_ERR_INVAL, "profile steps '%s': want A-B (forward steps A to B, 1 <= A <= B) or A",
+                         text ? text : "");
+    p->profile_first = first;
+    p->profile_last = last;
+    return HL_OK;
+}
+
 hl_request_params hl_request_default_params(void) {
     return (hl_request_params){.sampling = hl_sampler_default_params(), .n = 1};
 }

@@ -52,6 +52,11 @@ typedef struct hl_engine_params {
 
 hl_engine_params hl_engine_default_params(void);
 
+// Parses `--profile-steps` text: "A-B" (forward steps A through B, 1-based) or "A" (step A
+// only) into p->profile_first / profile_last. HL_ERR_INVAL (p unchanged) for anything else,
+// A < 1, B < A or numbers past 10^9.
+int hl_engine_parse_profile_steps(const char *text, hl_engine_params *p, hl_error *err);
+
 // Loads the model and starts the engine thread. NULL + err (HL_ERR_IO, HL_ERR_FORMAT,
 // HL_ERR_UNSUPPORTED, HL_ERR_NOMEM, HL_ERR_DEVICE) on failure. Strings in p are copied.
 hl_engine *hl_engine_create(const hl_engine_params *p, hl_error *err);
