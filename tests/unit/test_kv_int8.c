@@ -12,7 +12,8 @@
 //   - kv_cache: block bytes, the scale pools, fork copies the scales, type checks, names;
 //   - whole model, int8 vs f16 KV on synthetic:tiny:q8_0 and on the default model (skipped
 //     when absent): greedy tokens, top-1 agreement and max |Δlogit| (bounds set from measured
-//     values with margin, see below);
+//     values with margin, see below); one prefill == chunks of 1, 3, 7 == scattered blocks, bit
+//     for bit;
 //   - the engine serves int8-KV requests: greedy tokens equal a single-sequence int8 loop, and
 //     logprobs are bit-identical alone and in a batch with other requests.
 // The seed comes from the clock (or HL_TEST_SEED) and is printed in every failure message;
@@ -650,6 +651,57 @@ START_TEST(test_model_default) {
 }
 END_TEST
 
+// Logits of every position of ids, prefilled in chunks of `chunk` tokens into an int8 cache
+// whose free list is shuffled with shuffle_seed (0: not shuffled); (n, n_vocab), caller frees.
+static float *chunked_logits(const hl_model *m, const int32_t *ids, int n, int chunk, uint64_t shuffle_seed) {
+    hl_error err = {0};
+    const int nv = m->cfg.n_vocab;
+    hl_kv_geom g = {.n_blocks = 32, .n_kv_heads = m->cfg.n_kv_heads, .head_dim = m->cfg.head_dim,
+                    .kv_type = HL_DTYPE_I8};
+    hl_kv_cache *kv = hl_kv_cache_create(m->be, m->cfg.n_layers, &g, &err);
+    ck_assert_msg(kv, "%s", err.msg);
+    if (shuffle_seed) hl_kv_cache_shuffle_free(kv, shuffle_seed);
+    hl_llama *l = hl_llama_create(m, kv, n, 1, n, &err);
+    ck_assert_msg(l, "%s", err.msg);
+    hl_kv_seq seq = {0};
+    ck_assert_int_eq(hl_kv_cache_seq_reserve(kv, &seq, n, &err), HL_OK);
+    float *out = hl_xmalloc(sizeof(float) * (size_t)n * (size_t)nv);
+    for (int p = 0; p < n; p += chunk) {
+        const int nt = n - p < chunk ? n - p : chunk;
+        hl_llama_seq s = {.tokens = ids + p, .n_tokens = nt, .n_past = p, .blocks = seq.blocks,
+                          .n_blocks = seq.n_blocks, .n_logits = nt};
+        ck_assert_msg(hl_llama_forward(l, &s, 1, out + (size_t)p * nv, &err) == HL_OK, "%s", err.msg);
+    }
+    hl_kv_cache_seq_release(kv, &seq);
+    hl_llama_free(l);
+    hl_kv_cache_free(kv);
+    return out;
+}
+
+// Batch invariance with int8 K/V: one prefill == chunks of 1, 3, 7 tokens == scattered blocks,
+// bit for bit (rows are quantized one token at a time, so chunking cannot change them).
+START_TEST(test_model_chunks) {
+    hl_error err = {0};
+    hl_backend *be = hl_backend_cpu_create(2, &err);
+    ck_assert_msg(be, "%s", err.msg);
+    hl_model *m = load_model(be, "synthetic:tiny:q8_0", 512);
+    int32_t ids[37];
+    hl_rng rng = {9};
+    for (int i = 0; i < 37; i++) ids[i] = (int32_t)(hl_rng_next(&rng) % 512);
+    float *whole = chunked_logits(m, ids, 37, 37, 0);
+    const int chunks[4] = {1, 3, 7, 5};
+    for (int c = 0; c < 4; c++) {
+        float *part = chunked_logits(m, ids, 37, chunks[c], c == 3 ? 0x5eed : 0);
+        ck_assert_msg(memcmp(whole, part, sizeof(float) * 37 * 512) == 0, "chunks of %d%s differ", chunks[c],
+                      c == 3 ? " (shuffled blocks)" : "");
+        free(part);
+    }
+    free(whole);
+    hl_model_free(m);
+    hl_backend_free(be);
+}
+END_TEST
+
 // ---- engine ----
 
 typedef struct run_out {
@@ -755,6 +807,7 @@ Suite *kv_int8_suite(void) {
     tcase_add_test(tc, test_fork_copies_scales);
     tcase_add_test(tc, test_model_synthetic);
     tcase_add_test(tc, test_model_default);
+    tcase_add_test(tc, test_model_chunks);
     tcase_add_test(tc, test_engine_int8);
     suite_add_tcase(s, tc);
     return s;
