@@ -421,6 +421,8 @@ static int upload_layer(const loader *ld, hl_model *m, int il, hl_error *err) {
 static int upload_all(const loader *ld, hl_model *m, hl_error *err) {
     hl_backend *be = m->be;
     size_t *n_bytes = &m->weight_bytes;
+    if (!be->ops->add_rmsnorm || !be->ops->supports(be, HL_OP_ADD_RMSNORM, HL_DTYPE_F32))
+        return hl_errorf(err, HL_ERR_UNSUPPORTED, "the %s backend has no add_rmsnorm op", be->ops->name);
     int rc = upload(ld, be, "token_embd.weight", HL_OP_EMBED, &m->token_embd, n_bytes, err);
     if (rc == HL_OK && m->cfg.tied_embeddings && !be->ops->supports(be, HL_OP_MATMUL, m->token_embd.type))
         rc = hl_errorf(err, HL_ERR_UNSUPPORTED, "token_embd.weight (tied output): the %s backend cannot "
