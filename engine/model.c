@@ -370,7 +370,8 @@ static int upload_fused(const loader *ld, hl_backend *be, const char *const *nam
         src_tensor s;
         rc = src_get(ld, names[p], &s, err);
         if (rc == HL_OK && at + s.n_bytes > total)
-            rc = hl_errorf(err, HL_ERR_FORMAT, "tensor %s: %zu bytes, more than its shape says", names[p], s.n_bytes);
+            rc = hl_errorf(err, HL_ERR_FORMAT, "tensor %s: %zu bytes, more than its shape says", names[p],
+                           s.n_bytes);
         if (rc == HL_OK) memcpy(buf + at, s.data, s.n_bytes);
         if (rc == HL_OK && !s.owned) hl_mmap_dontneed(s.data, s.n_bytes);
         at += s.n_bytes;

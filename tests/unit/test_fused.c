@@ -194,7 +194,8 @@ START_TEST(test_synth_parts_cuda) {
         for (int p = 0, r0 = 0; p < 3; r0 += (int)rows[p], p++) {
             parts[p] = (hl_synth_part){names[p], rows[p], 0.06f + 0.01f * (float)p};
             for (int64_t r = 0; r < rows[p]; r++) {
-                for (int64_t j = 0; j < k; j++) vals[j] = hl_synth_value(SEED, names[p], (uint64_t)(r * k + j), parts[p].std);
+                for (int64_t j = 0; j < k; j++)
+                    vals[j] = hl_synth_value(SEED, names[p], (uint64_t)(r * k + j), parts[p].std);
                 ck_assert_int_eq(hl_quant_quantize(types[ti], vals, bytes + rb * (size_t)(r0 + r), k, NULL), HL_OK);
             }
         }
@@ -216,7 +217,8 @@ START_TEST(test_synth_parts_cuda) {
         float *ha = hl_xmalloc(n_bytes), *hb = hl_xmalloc(n_bytes);
         ck_assert_int_eq(be->ops->download(be, ha, da, n_bytes, NULL), HL_OK);
         ck_assert_int_eq(be->ops->download(be, hb, db, n_bytes, NULL), HL_OK);
-        ck_assert_msg(memcmp(ha, hb, n_bytes) == 0, "%s: device parts differ from the CPU's", hl_quant_name(types[ti]));
+        ck_assert_msg(memcmp(ha, hb, n_bytes) == 0, "%s: device parts differ from the CPU's",
+                      hl_quant_name(types[ti]));
         be->ops->release(be, da), be->ops->release(be, db);
         be->ops->release_weight(be, &a), be->ops->release_weight(be, &b);
         free(ha), free(hb), free(bytes), free(vals);
