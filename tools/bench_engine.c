@@ -39,6 +39,7 @@ typedef struct eng_opts {
     bool no_graphs, batch_given;
     long long synth_vocab;
     int kv_type;        // --kv-cache-dtype
+    int profile_first, profile_last; // --profile-steps
     // --serve-sim
     bool sim;
     long long sessions, requests, seed;
@@ -55,7 +56,7 @@ static const char usage_text[] =
     "usage: halyard bench engine -m MODEL [--device cpu|cuda[:N]] [-p 512] [-n 128]\n"
     "         [--batch 1,4,16,64] [--reps 3] [-t THREADS] [--max-batched-tokens 512]\n"
     "         [--kv-cache-mb MB] [--kv-cache-fraction 0.9] [--kv-cache-dtype f16|f32|int8]\n"
-    "         [--no-graphs] [--synth-vocab N] [--json FILE]\n"
+    "         [--no-graphs] [--synth-vocab N] [--json FILE] [--profile-steps A-B]\n"
     "       halyard bench engine -m MODEL --serve-sim [--sessions 64] [--requests 2*sessions]\n"
     "         [--rate R] [-p 512] [-n 128] [--range-ratio 0] [--seed 1] [other options as above]\n"
     "Runs the batching engine in this process and reports, for each batch size B, prompt\n"
@@ -101,6 +102,18 @@ static bool parse_kv_dtype(eng_opts *o, const char *v) {
     return false;
 }
 
+static bool parse_profile_steps(eng_opts *o, const char *v) {
+    hl_engine_params p = hl_engine_default_params();
+    hl_error err = {0};
+    if (hl_engine_parse_profile_steps(v, &p, &err) != HL_OK) {
+        fprintf(stderr, "halyard bench engine: --profile-steps: %s\n", err.msg);
+        return false;
+    }
+    o->profile_first = p.profile_first;
+    o->profile_last = p.profile_last;
+    return true;
+}
+
 static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "-m") == 0 || strcmp(s, "--model") == 0) return (o->model = v) != NULL;
     if (strcmp(s, "--device") == 0) return (o->device = v) != NULL;
@@ -119,6 +132,7 @@ static bool parse_opt(eng_opts *o, const char *s, const char *v) {
     if (strcmp(s, "--kv-cache-fraction") == 0)
         return parse_range(s, v, 1e-3, 1.0, &o->kv_fraction);
     if (strcmp(s, "--kv-cache-dtype") == 0) return parse_kv_dtype(o, v);
+    if (strcmp(s, "--profile-steps") == 0) return parse_profile_steps(o, v);
     if (strcmp(s, "--sessions") == 0) return hl_cli_parse_int(s, v, 1, 4096, &o->sessions);
     if (strcmp(s, "--requests") == 0) return hl_cli_parse_int(s, v, 1, 1 << 20, &o->requests);
     if (strcmp(s, "--seed") == 0) return hl_cli_parse_int(s, v, 0, INT64_MAX, &o->seed);
@@ -177,6 +191,8 @@ static hl_engine *open_engine(const eng_opts *o, hl_error *err) {
     if (o->kv_mb > 0) p.kv_cache_mb = (size_t)o->kv_mb;
     if (o->kv_fraction > 0) p.kv_cache_fraction = (float)o->kv_fraction;
     p.kv_cache_dtype = o->kv_type;
+    p.profile_first = o->profile_first;
+    p.profile_last = o->profile_last;
     p.graphs = !o->no_graphs;
     return hl_engine_create(&p, err);
 }

@@ -50,6 +50,8 @@ static void usage(FILE *f) {
             "  --kv-cache-fraction F     CUDA: share of the memory free after weights and activations for\n"
             "                            the KV cache (default 0.9)\n"
             "  --no-graphs               CUDA: run decode steps directly, not from CUDA graphs\n"
+            "  --profile-steps A-B       start the profiler's capture at forward step A, stop it after B\n"
+            "                            (CUDA: nsys profile --capture-range=cudaProfilerApi ...)\n"
             "  --tokenizer-from GGUF     tokenizer for synthetic models\n"
             "  --kv-cache-mb N           KV cache size on the CPU\n"
             "  --kv-cache-dtype T        K/V cache elements: f16 (default), f32 or int8 (int8: about half\n"
@@ -96,6 +98,12 @@ static bool parse_opt(serve_args *a, const char *opt, const char *v) {
         hl_error err = {0};
         if (hl_kv_cache_dtype_parse(v, &a->engine.kv_cache_dtype, &err) != HL_OK) {
             fprintf(stderr, "halyard serve: --kv-cache-dtype: %s\n", err.msg);
+            return false;
+        }
+    } else if (strcmp(opt, "--profile-steps") == 0) {
+        hl_error err = {0};
+        if (hl_engine_parse_profile_steps(v, &a->engine, &err) != HL_OK) {
+            fprintf(stderr, "halyard serve: --profile-steps: %s\n", err.msg);
             return false;
         }
     } else if (strcmp(opt, "--port") == 0) {
