@@ -152,6 +152,19 @@ if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
     grep -q "SKIP: no CUDA device" "$OUT/llama_cuda.log" && fail "the llama_cuda suite saw no CUDA device"
     grep "^llama_cuda " "$OUT/llama_cuda.log" | tee -a "$SUMMARY"
     tail -1 "$OUT/llama_cuda.log" | tee -a "$SUMMARY"
+    # The suites whose CUDA cases sit next to their CPU ones: device top-k, fused add_rmsnorm and
+    # fused weights (CUDA vs CPU).
+    for SUITE in topk fused attn_fits cublas_host; do
+        deadline_ok
+        say "running the $SUITE suite"
+        if ! CK_RUN_SUITE=$SUITE CK_DEFAULT_TIMEOUT=120 timeout "$(limit 150)" "$B/test_unit" > "$OUT/$SUITE.log" 2>&1; then
+            tail -40 "$OUT/$SUITE.log"
+            fail "$SUITE suite (full log: $OUT/$SUITE.log)"
+        fi
+        grep -q "SKIP: no CUDA device" "$OUT/$SUITE.log" && fail "the $SUITE suite saw no CUDA device"
+        printf '%s: ' "$SUITE" | tee -a "$SUMMARY"
+        tail -1 "$OUT/$SUITE.log" | tee -a "$SUMMARY"
+    done
     say "tests done after $(elapsed) s"
 fi
 
