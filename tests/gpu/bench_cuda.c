@@ -99,14 +99,17 @@ static double time_cublas(hl_backend *be, weights *f16, float *y, const void *x1
 }
 
 static void bench_shape(hl_backend *be, double copy_gbps, int64_t k, int64_t n) {
-    static const int batches[] = {1, 16, 64};
+    // 128..512 (Q4_0 only) find where dequantize + cuBLAS overtakes the tensor-core kernel: the
+    // large-prefill switch (HL_CUDA_CUBLAS_MIN_TOKENS, default 128) must be measured, not assumed.
+    static const int batches[] = {1, 16, 64, 128, 256, 512};
     static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q8_0};
     weights f16;
     weights_make(be, &f16, HL_DTYPE_F16, k, n);
+    int crossover = 0;
     for (int ti = 0; ti < 2; ti++) {
         weights q;
         weights_make(be, &q, types[ti], k, n);
-        for (int bi = 0; bi < 3; bi++) {
+        for (int bi = 0; bi < (ti == 0 ? 6 : 3); bi++) {
             const int t = batches[bi];
             hl_tensor x = dev_f32(be, t, k), y = dev_f32(be, t, n);
             hl_tensor x16;
@@ -124,6 +127,7 @@ static void bench_shape(hl_backend *be, double copy_gbps, int64_t k, int64_t n) 
             emit("%-5s %6lld x %-6lld %4d  %9.4f  %8.1f  %5.1f%%  %7.2f  %8.4f  %8.4f  %6.2fx\n",
                  hl_quant_name(types[ti]), (long long)k, (long long)n, t, ms, gbps, 100 * gbps / copy_gbps,
                  2.0 * (double)(k * n) * t / (ms * 1e-3) / 1e12, ms_deq, ms_blas, ms_blas / ms);
+            if (ti == 0 && !crossover && t >= 64 && ms_deq < ms) crossover = t;
             be->ops->release_weight(be, &x16);
             be->ops->release(be, x.data), be->ops->release(be, y.data);
         }
@@ -131,6 +135,9 @@ static void bench_shape(hl_backend *be, double copy_gbps, int64_t k, int64_t n) 
     }
     weights_free(be, &f16);
     hl_backend_cuda_set_cublas_min_tokens(be, 128);
+    if (crossover) emit("q4_0  %6lld x %-6lld dequant+cuBLAS is faster from %d tokens (HL_CUDA_CUBLAS_MIN_TOKENS)\n",
+                        (long long)k, (long long)n, crossover);
+    else emit("q4_0  %6lld x %-6lld the tensor-core kernel is faster up to 512 tokens\n", (long long)k, (long long)n);
 }
 
 // A zero-filled K/V pool of n_blocks blocks (int8: with its zero scales): attention reads the
