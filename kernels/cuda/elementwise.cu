@@ -21,32 +21,9 @@ extern "C" void hl_cuda_act_to_half(hl_cuda_stream s, void *dst, int64_t kp, int
     HL_LAUNCH_CHECK();
 }
 
-// One block of 256 threads per row.
-__global__ void rmsnorm_kernel(float *out, int64_t ldo, const float *x, int64_t ldx, const float *w,
-                               int64_t n, float eps) {
-    __shared__ float partial[8];
-    const float *xr = x + blockIdx.x * ldx;
-    float ss = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) ss += xr[j] * xr[j];
-    ss = warp_sum(ss);
-    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
-    __syncthreads();
-    float total = 0;
-    for (int i = 0; i < (int)blockDim.x / 32; i++) total += partial[i];
-    const float inv = rsqrtf(total / (float)n + eps);
-    float *o = out + blockIdx.x * ldo;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = xr[j] * inv * w[j];
-}
-
-extern "C" void hl_cuda_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, const float *x, int64_t ldx,
-                                const float *w, int64_t rows, int64_t n, float eps) {
-    if (rows <= 0) return;
-    rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(out, ldo, x, ldx, w, n, eps);
-    HL_LAUNCH_CHECK();
-}
-
-// rmsnorm_kernel with the residual add first: x += y (y may be NULL), one block of 256 per
-// row. Each thread re-reads only the elements it wrote, so no barrier is needed between them.
+// out = rmsnorm(x) * w, with the residual add first: x += y (y may be NULL: x is then only
+// read); one block of 256 threads per row. Each thread re-reads only the elements it wrote,
+// so no barrier is needed between the add and the sum of squares.
 __global__ void add_rmsnorm_kernel(float *out, int64_t ldo, float *x, int64_t ldx, const float *y, int64_t ldy,
                                    const float *w, int64_t n, float eps) {
     __shared__ float partial[8];
@@ -66,6 +43,13 @@ __global__ void add_rmsnorm_kernel(float *out, int64_t ldo, float *x, int64_t ld
     const float inv = rsqrtf(total / (float)n + eps);
     float *o = out + blockIdx.x * ldo;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) o[j] = xr[j] * inv * w[j];
+}
+
+extern "C" void hl_cuda_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, const float *x, int64_t ldx,
+                                const float *w, int64_t rows, int64_t n, float eps) {
+    if (rows <= 0) return;
+    add_rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(out, ldo, (float *)x, ldx, NULL, 0, w, n, eps);
+    HL_LAUNCH_CHECK();
 }
 
 extern "C" void hl_cuda_add_rmsnorm(hl_cuda_stream s, float *out, int64_t ldo, float *x, int64_t ldx,
