@@ -114,9 +114,12 @@ struct hl_engine {
     // Steps that sample from top-k candidates (the backend's topk op; see plan_rows):
     float *tk_vals;          // (max_seqs, tk_k) the rows' best logits
     int32_t *tk_ids;         // (max_seqs, tk_k) their token ids
-    float *tk_lse;           // (max_seqs) the rows' log-sum-exp
-    bool *tk_full;           // (max_seqs) rows downloaded whole (a sampler needs the full row)
+    float *tk_lse;           // (max_seqs) the rows' log-sum-exp at tk_itemp
+    float *tk_itemp;         // (max_seqs) each row's inv_temp for the topk op (the samplers' choice)
+    bool *tk_full;           // (max_seqs) rows downloaded whole (a sampler needs the full row, or
+                             // a draw fell past the candidates and fetched it after the step)
     int tk_k;                // candidates per row this step; 0: every row whole
+    uint64_t step_cand_rows, step_fallbacks; // this step's candidate rows / rows fetched whole after
     hl_llama_seq *lseqs;     // (max_seqs)
     request *live;           // requests handed over and not finished
     outbox_item *out;        // (cap_out) events of the current step
@@ -530,6 +533,8 @@ static void flush(hl_engine *e, const hl_sched_step *st) {
     s->preemptions = ss.preemptions;
     s->prompt_tokens += e->step_prompt_tokens;
     s->generated_tokens += e->step_generated;
+    s->candidate_rows += e->step_cand_rows;
+    s->candidate_fallbacks += e->step_fallbacks;
     if (st && st->n_items > 0) {
         int b = 0;
         while (b < 7 && (2 << b) <= st->n_items) b++;
@@ -541,12 +546,14 @@ static void flush(hl_engine *e, const hl_sched_step *st) {
     pthread_mutex_unlock(&e->mu);
     e->n_out = 0;
     e->step_prompt_tokens = e->step_generated = 0;
+    e->step_cand_rows = e->step_fallbacks = 0;
 }
 
 // ---- the step (engine thread) ----
 
 // One logit row as the step delivered it: whole, or as its best candidates.
 typedef struct row_src {
+    int row;                 // its index among the step's logit rows
     const float *logits;     // (n_vocab), or NULL: candidates
     const float *vals;       // (n) best first
     const int32_t *ids;      // (n)
@@ -554,13 +561,34 @@ typedef struct row_src {
     float lse;
 } row_src;
 
+// The whole logit row `row` of the step, fetched from the backend on first use after the step
+// (a draw fell past its candidates); NULL + err when the download fails.
+static const float *fetch_row(hl_engine *e, int row, hl_error *err) {
+    float *dst = e->logits + (size_t)row * (size_t)e->n_vocab;
+    if (e->tk_full[row]) return dst;
+    if (hl_llama_download_row(e->llama, row, dst, err) != HL_OK) return NULL;
+    e->tk_full[row] = true;
+    e->step_fallbacks++;
+    return dst;
+}
+
+// Draws from src: its whole row, or its candidates and, when they do not settle the draw, the
+// whole row fetched now (the sampler is unchanged by the attempt).
+static int sample_row(hl_engine *e, hl_sampler *s, const row_src *src, hl_sample_result *sr, hl_error *err) {
+    if (src->logits) return hl_sampler_sample(s, src->logits, sr, err);
+    int rc = hl_sampler_sample_topk(s, src->vals, src->ids, src->n, src->lse, sr, err);
+    if (rc != HL_OK || sr->token != HL_SAMPLER_NEED_ROW) return rc;
+    const float *logits = fetch_row(e, src->row, err);
+    if (!logits) return HL_ERR_DEVICE;
+    return hl_sampler_sample(s, logits, sr, err);
+}
+
 // Samples choice index of r from its logits row; queues its events.
 static void sample_choice(hl_engine *e, request *r, int index, const row_src *src) {
     choice *c = &r->ch[index];
     hl_error err = {0};
     hl_sample_result sr;
-    int rc = src->logits ? hl_sampler_sample(c->sampler, src->logits, &sr, &err)
-                         : hl_sampler_sample_topk(c->sampler, src->vals, src->ids, src->n, src->lse, &sr, &err);
+    int rc = sample_row(e, c->sampler, src, &sr, &err);
     if (rc == HL_OK) rc = hl_sampler_accept(c->sampler, sr.token, &err);
     if (rc != HL_OK) {
         finish_choice(e, r, index, HL_FINISH_ERROR, err.msg);
@@ -591,9 +619,11 @@ static void fork_choices(hl_engine *e, request *r, const row_src *src) {
 
 // The row of logits number `row` of the step.
 static row_src step_row(const hl_engine *e, int row) {
-    if (e->tk_k == 0 || e->tk_full[row]) return (row_src){.logits = e->logits + (size_t)row * (size_t)e->n_vocab};
+    if (e->tk_k == 0 || e->tk_full[row])
+        return (row_src){.row = row, .logits = e->logits + (size_t)row * (size_t)e->n_vocab};
     const size_t at = (size_t)row * (size_t)e->tk_k;
-    return (row_src){.vals = e->tk_vals + at, .ids = e->tk_ids + at, .n = e->tk_k, .lse = e->tk_lse[row]};
+    return (row_src){.row = row, .vals = e->tk_vals + at, .ids = e->tk_ids + at, .n = e->tk_k,
+                     .lse = e->tk_lse[row]};
 }
 
 static void sample_step(hl_engine *e, const hl_sched_step *st) {
@@ -618,13 +648,16 @@ static void fail_items(hl_engine *e, const hl_sched_step *st, const char *msg) {
 }
 
 // Candidates the row of choice index of r needs for every choice that samples from it (all of
-// them when it is choice 0's first row and the others fork off it); 0: one needs the whole row.
-static int row_k_needed(const request *r, int index) {
+// them when it is choice 0's first row and the others fork off it), and the inv_temp of its
+// log-sum-exp (*inv_temp); 0: one needs the whole row (or they want different temperatures).
+static int row_k_needed(const request *r, int index, float *inv_temp) {
     const bool fork = index == 0 && r->n > 1 && !r->forked;
     int k = 0;
+    *inv_temp = hl_sampler_topk_inv_temp(r->ch[index].sampler);
     for (int i = index; i < (fork ? r->n : index + 1); i++) {
         int ki = 0;
         if (!hl_sampler_can_use_topk(r->ch[i].sampler, HL_TOPK_MAX, &ki)) return 0;
+        if (hl_sampler_topk_inv_temp(r->ch[i].sampler) != *inv_temp) return 0;
         k = ki > k ? ki : k;
     }
     return k;
@@ -640,8 +673,9 @@ static void plan_rows(hl_engine *e, const hl_sched_step *st) {
     for (int i = 0; i < st->n_items; i++) {
         const hl_sched_item *it = &st->items[i];
         if (!it->logits) continue;
-        const int k = row_k_needed(it->seq->user, it->seq->index);
+        const int k = row_k_needed(it->seq->user, it->seq->index, &e->tk_itemp[row]);
         e->tk_full[row++] = k == 0;
+        e->step_cand_rows += k > 0;
         e->tk_k = k > e->tk_k ? k : e->tk_k;
     }
 }
@@ -675,8 +709,8 @@ static const hl_sched_step *run_step(hl_engine *e) {
     plan_rows(e, st);
     e->n_forward++;
     if (e->n_forward == e->p.profile_first) profile_mark(e, true);
-    const int rc = e->tk_k > 0 ? hl_llama_forward_topk(e->llama, e->lseqs, st->n_items, e->tk_k, e->tk_vals, e->tk_ids,
-                                                       e->tk_lse, e->tk_full, e->logits, &err)
+    const int rc = e->tk_k > 0 ? hl_llama_forward_topk(e->llama, e->lseqs, st->n_items, e->tk_k, e->tk_itemp,
+                                                       e->tk_vals, e->tk_ids, e->tk_lse, e->tk_full, e->logits, &err)
                                : hl_llama_forward(e->llama, e->lseqs, st->n_items, e->logits, &err);
     if (e->n_forward == e->p.profile_last) profile_mark(e, false);
     if (rc != HL_OK) {
@@ -1162,6 +1196,7 @@ static int load(hl_engine *e, hl_error *err) {
     e->tk_vals = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs * HL_TOPK_MAX);
     e->tk_ids = hl_xmalloc(sizeof(int32_t) * (size_t)e->p.max_seqs * HL_TOPK_MAX);
     e->tk_lse = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs);
+    e->tk_itemp = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs);
     e->tk_full = hl_xcalloc((size_t)e->p.max_seqs, sizeof(bool));
     e->lseqs = hl_xcalloc((size_t)e->p.max_seqs, sizeof(hl_llama_seq));
     return HL_OK;
@@ -1224,6 +1259,7 @@ void hl_engine_free(hl_engine *e) {
     free(e->tk_vals);
     free(e->tk_ids);
     free(e->tk_lse);
+    free(e->tk_itemp);
     free(e->tk_full);
     free(e->lseqs);
     hl_llama_free(e->llama);

@@ -38,7 +38,9 @@ typedef struct hl_engine_params {
     bool prefix_cache;            // reuse cached KV blocks of shared prompt prefixes; default true
     bool graphs;                  // replay decode steps from graphs where the backend can (CUDA); default true
     // Sample every row from its whole downloaded logits even where the backend's top-k
-    // candidates give the same result (greedy or top_k without bias/penalties). Tests; default false.
+    // candidates give the same result (no bias/penalties: greedy, top_k, or temperature / top_p /
+    // min_p draws, which fetch the whole row only when the draw falls past the candidates).
+    // Tests; default false.
     bool full_logits;
     // Profiler capture around forward steps profile_first .. profile_last (1-based, counted over
     // the steps that run the model; 0 = off): the backend's profiler_start before the first and
@@ -148,6 +150,9 @@ typedef struct hl_engine_stats {
     uint64_t prompt_tokens, generated_tokens; // prompt tokens run (cache hits excluded) / sampled
     int last_batch_tokens, last_batch_seqs;
     uint64_t batch_size_hist[8];            // steps by sequences: 1, 2-3, 4-7, ..., 64-127, 128+
+    // logit rows downloaded as top-k candidates / those of them fetched whole after all (a draw
+    // without top-k that fell past the candidates)
+    uint64_t candidate_rows, candidate_fallbacks;
 } hl_engine_stats;
 
 // A consistent snapshot of the engine's counters (taken under the engine's lock).

@@ -428,8 +428,8 @@ static int download_full_rows(hl_llama *l, const bool *full, float *logits, hl_e
 }
 
 // The topk op runs after the step (outside any captured graph) over the caller's rows only.
-int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, float *vals, int32_t *ids,
-                          float *lse, const bool *full, float *logits, hl_error *err) {
+int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, const float *inv_temp,
+                          float *vals, int32_t *ids, float *lse, const bool *full, float *logits, hl_error *err) {
     hl_backend *be = l->model->be;
     const int n_vocab = l->model->cfg.n_vocab;
     if (!be->ops->topk || !l->tk_vals)
@@ -444,12 +444,22 @@ int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int
     hl_tensor x = act(l->a.logits, n_vocab, R), tv = act(l->tk_vals, k, R), tl = act(l->tk_lse, 1, R);
     hl_tensor ti = act(l->tk_ids, k, R);
     ti.type = HL_DTYPE_I32;
-    be->ops->topk(be, &tv, &ti, &tl, &x, k);
+    be->ops->topk(be, &tv, &ti, &tl, &x, inv_temp, k);
     const size_t cand_bytes = (size_t)R * (size_t)k * 4;
     rc = be->ops->download(be, vals, l->tk_vals, cand_bytes, err);
     if (rc == HL_OK) rc = be->ops->download(be, ids, l->tk_ids, cand_bytes, err);
     if (rc == HL_OK) rc = be->ops->download(be, lse, l->tk_lse, (size_t)R * sizeof(float), err);
     if (rc == HL_OK) rc = download_full_rows(l, full, logits, err);
+    if (rc != HL_OK) return rc;
+    return be->ops->sync(be, err);
+}
+
+int hl_llama_download_row(hl_llama *l, int row, float *out, hl_error *err) {
+    if (row < 0 || row >= l->n_real_rows)
+        return hl_errorf(err, HL_ERR_INVAL, "llama: logit row %d of a step with %d", row, l->n_real_rows);
+    hl_backend *be = l->model->be;
+    const size_t n_bytes = (size_t)l->model->cfg.n_vocab * sizeof(float);
+    int rc = be->ops->download(be, out, (uint8_t *)l->a.logits + (size_t)row * n_bytes, n_bytes, err);
     if (rc != HL_OK) return rc;
     return be->ops->sync(be, err);
 }

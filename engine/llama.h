@@ -65,13 +65,21 @@ int hl_llama_forward(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, float *l
 // Runs one step like hl_llama_forward, but downloads the k best candidates of each wanted logit
 // row instead of the row (the backend's topk op, kernels/backend.h; 1 <= k <= HL_TOPK_MAX and
 // <= n_vocab): with R = sum of n_logits, vals (R, k) the values best first (equal values: lower
-// id first), ids (R, k) their token ids, lse (R) each row's log-sum-exp (NaN when the row holds
-// a NaN or +inf). Rows r with full[r] set (full: R flags, or NULL for none) also get their whole
-// row at logits + r * n_vocab; the other rows of logits are not written (logits may be NULL when
-// no flag is set). All host memory, caller-owned. HL_ERR_UNSUPPORTED (nothing run) when the
-// backend has no topk op, HL_ERR_INVAL for k out of range; otherwise as hl_llama_forward.
-int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, float *vals, int32_t *ids,
-                          float *lse, const bool *full, float *logits, hl_error *err);
+// id first), ids (R, k) their token ids, lse (R) each row's log-sum-exp at inv_temp[r] (inv_temp:
+// R positive floats, or NULL for 1; NaN when the row holds a NaN or +inf). Rows r with full[r]
+// set (full: R flags, or NULL for none) also get their whole row at logits + r * n_vocab; the
+// other rows of logits are not written (logits may be NULL when no flag is set). All host
+// memory, caller-owned. HL_ERR_UNSUPPORTED (nothing run) when the backend has no topk op,
+// HL_ERR_INVAL for k out of range; otherwise as hl_llama_forward. The step's logits stay on
+// the backend for hl_llama_download_row until the next step.
+int hl_llama_forward_topk(hl_llama *l, const hl_llama_seq *seqs, int n_seqs, int k, const float *inv_temp,
+                          float *vals, int32_t *ids, float *lse, const bool *full, float *logits, hl_error *err);
+
+// Downloads logit row `row` (0 <= row < the R of the last hl_llama_forward or
+// hl_llama_forward_topk) into out (n_vocab floats, host memory, caller-owned) and waits for it:
+// a row whose candidates did not settle a draw. Valid until the next step of l. HL_ERR_INVAL
+// for a row out of range; the backend's error from download/sync otherwise.
+int hl_llama_download_row(hl_llama *l, int row, float *out, hl_error *err);
 
 // Runs one step over seqs[0..n_seqs) like hl_llama_forward, but instead of logits writes the
 // final-norm hidden states (after output_norm, before the output matmul) of every new token:

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define N_BUCKETS 1024 // weight-magnitude buckets for wide nuclei (see bucket_of)
+#define N_BUCKETS 4096 // logit buckets of a walk past the best candidates (see bucket_row)
 
 // One candidate token: its value (an adjusted logit, later an unnormalized probability).
 typedef struct cand {
@@ -42,9 +42,11 @@ struct hl_sampler {
     int32_t *ring;     // owned (ring_cap <= penalty_last_n)
     int ring_cap, ring_head, ring_len;
     int n_generated;
-    float *work; // owned (n_vocab): adjusted logits, then exp weights
-    cand *cands; // owned (n_vocab): top-k heap, nucleus, candidates
-    int32_t bucket_n[N_BUCKETS]; // nucleus_buckets: tokens and weight per magnitude bucket
+    float *work; // owned (n_vocab): adjusted logits
+    float *wts;  // owned (n_vocab): exp weights of a whole-row draw
+    uint16_t *bkt; // owned (n_vocab): walk_deep's logit bucket of each token
+    cand *cands; // owned (n_vocab): top-k heap, candidates, sorted prefixes of a walk
+    int32_t bucket_n[N_BUCKETS]; // walk_deep: tokens and weight per logit bucket
     double bucket_sum[N_BUCKETS];
 };
 
@@ -182,8 +184,10 @@ hl_sampler *hl_sampler_create(const hl_sampler_params *p, int n_vocab, hl_error 
     s->rep_on = p->repetition_penalty != 1.0f && p->penalty_last_n != 0;
     s->fp_on = p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
     s->work = malloc(sizeof(float) * (size_t)n_vocab);
+    s->wts = malloc(sizeof(float) * (size_t)n_vocab);
+    s->bkt = malloc(sizeof(uint16_t) * (size_t)n_vocab);
     s->cands = malloc(sizeof(cand) * (size_t)n_vocab);
-    if (!s->work || !s->cands) {
+    if (!s->work || !s->wts || !s->bkt || !s->cands) {
         hl_sampler_free(s);
         hl_errorf(err, HL_ERR_NOMEM, "sampler scratch for %d tokens", n_vocab);
         return NULL;
@@ -199,6 +203,8 @@ void hl_sampler_free(hl_sampler *s) {
     free(s->slots);
     free(s->ring);
     free(s->work);
+    free(s->wts);
+    free(s->bkt);
     free(s->cands);
     free(s);
 }
@@ -462,24 +468,33 @@ static inline float exp_nonpos(float x) {
     return y.f;
 }
 
-// v[i] = exp((v[i] - max) / t) in place (max >= every v[i]); returns the sum. hot: the
-// full-vocabulary paths spend their time here.
-static double exp_weights(float *v, int n, float max, float inv_t) {
+// w[i] = exp((v[i] - max) * inv_t) (max >= every v[i]); returns their sum, each block of 8
+// summed in float and the blocks in double (the topk op of the CPU backend sums the same way, so
+// its log-sum-exp is this one's bits). hot: a whole-row draw spends its time here.
+static double exp_weights(const float *restrict v, float *restrict w, int n, float max, float inv_t) {
     double sum = 0.0;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) w[i + j] = exp_nonpos((v[i + j] - max) * inv_t); // vectorized
         float acc = 0.0f;
-        for (int j = 0; j < 8; j++) {
-            v[i + j] = exp_nonpos((v[i + j] - max) * inv_t);
-            acc += v[i + j];
-        }
+        for (int j = 0; j < 8; j++) acc += w[i + j];
         sum += acc;
     }
     for (; i < n; i++) {
-        v[i] = exp_nonpos((v[i] - max) * inv_t);
-        sum += v[i];
+        w[i] = exp_nonpos((v[i] - max) * inv_t);
+        sum += w[i];
     }
     return sum;
+}
+
+// The log-sum-exp at 1 / inv_t of a row with maximum max and exp_weights sum `sum`.
+static float lse_of(double sum, float max, float inv_t) { return (float)((double)max * (double)inv_t + log(sum)); }
+
+// Σ exp((x - max) * inv_t) over the row, as its float log-sum-exp carries it: both paths of a
+// walk derive the row's mass from the same float, so they agree to the bit (the rounding of
+// the float, about 1e-7 relative of the log, scales the mass by 1 ± a few 1e-6).
+static double mass_of(float lse_t, float max, float inv_t) {
+    return exp((double)lse_t - (double)max * (double)inv_t);
 }
 
 static double uniform(hl_rng *r) { return (double)(hl_rng_next(r) >> 11) * 0x1.0p-53; }
@@ -499,19 +514,6 @@ static int32_t draw(hl_rng *rng, const cand *c, int n) {
     return c[last].id; // rounding left r at the very top
 }
 
-// Same over the whole vocabulary of weights w (sum total).
-static int32_t draw_all(hl_rng *rng, const float *w, int n, double total) {
-    double r = uniform(rng) * total, cum = 0.0;
-    int last = 0;
-    for (int i = 0; i < n; i++) {
-        if (w[i] <= 0.0f) continue;
-        cum += w[i];
-        last = i;
-        if (r < cum) return i;
-    }
-    return last;
-}
-
 // Length of the smallest best-first prefix of c whose weight reaches top_p * total (HF's rule:
 // a token stays when the mass strictly before it is below top_p); 0 when c[0..n) falls short.
 static int nucleus_len(const cand *c, int n, double total, float top_p) {
@@ -521,65 +523,6 @@ static int nucleus_len(const cand *c, int n, double total, float top_p) {
         if (cum >= want) return i + 1;
     }
     return 0;
-}
-
-// Bucket of a weight w in [0, 1] by its float bits: 8 buckets per octave below 1, so bucket 0
-// holds the weights closest to 1 and 0 falls in bucket 1016.
-static inline int bucket_of(float w) {
-    union { float f; uint32_t u; } x = {.f = w};
-    uint32_t d = (0x3f800000u - x.u) >> 20;
-    return d < N_BUCKETS ? (int)d : N_BUCKETS - 1;
-}
-
-static int cmp_cand_desc(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? 1 : -1;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-// Nucleus of a wide distribution in two O(V) passes: bucket the weights by magnitude, find the
-// bucket where the running mass (best buckets first) reaches top_p * total, take every token of
-// the better buckets (unsorted: drawing does not need order) plus the best-first prefix of that
-// bucket that completes the nucleus. Only that one bucket is sorted.
-static int nucleus_buckets(hl_sampler *s, double total) {
-    const float *w = s->work;
-    memset(s->bucket_n, 0, sizeof(s->bucket_n));
-    memset(s->bucket_sum, 0, sizeof(s->bucket_sum));
-    for (int i = 0; i < s->n_vocab; i++) {
-        int b = bucket_of(w[i]);
-        s->bucket_n[b]++;
-        s->bucket_sum[b] += w[i];
-    }
-    double want = (double)s->p.top_p * total, cum = 0.0;
-    int c = 0;
-    while (c < N_BUCKETS - 1 && cum + s->bucket_sum[c] < want) cum += s->bucket_sum[c++];
-    cand *in = s->cands, *edge = s->cands + (s->n_vocab - s->bucket_n[c]);
-    int n = 0, n_edge = 0;
-    for (int i = 0; i < s->n_vocab; i++) {
-        int b = bucket_of(w[i]);
-        if (b < c) in[n++] = (cand){w[i], i};
-        else if (b == c) edge[n_edge++] = (cand){w[i], i};
-    }
-    qsort(edge, (size_t)n_edge, sizeof(cand), cmp_cand_desc);
-    for (int i = 0; i < n_edge && cum < want; i++) { // the mass before it is below top_p
-        in[n++] = edge[i];
-        cum += edge[i].v;
-    }
-    return n;
-}
-
-// Nucleus over the whole vocabulary of weights (s->work): the best 64, then 512, candidates by
-// partial selection, which settles the usual peaked distributions in one cheap pass each;
-// wider ones go to nucleus_buckets. The result is best-first only in the first case.
-static int nucleus_full(hl_sampler *s, double total) {
-    for (int m = 64; m <= 512; m *= 8) {
-        int k = m < s->n_vocab ? m : s->n_vocab;
-        select_top(s->work, s->n_vocab, k, s->cands);
-        int n = nucleus_len(s->cands, k, total, s->p.top_p);
-        if (n > 0) return n;
-        if (k == s->n_vocab) return k; // rounding: the whole vocabulary
-    }
-    return nucleus_buckets(s, total);
 }
 
 // Keeps candidates with weight >= min_p (weights are relative to the best, which is 1).
@@ -618,28 +561,199 @@ static int pick_top_k(hl_sampler *s, int k, int32_t *token, hl_error *err) {
     return pick_sorted(s, s->cands, k, token, err);
 }
 
-static int pick_random(hl_sampler *s, int32_t *token, hl_error *err) {
-    int V = s->n_vocab;
-    if (s->p.top_k > 0 && s->p.top_k < V) return pick_top_k(s, s->p.top_k, token, err);
-    float max = max_value(s->work, V);
-    if (max == -INFINITY) return all_banned(err);
-    double total = exp_weights(s->work, V, max, 1.0f / s->p.temperature);
-    if (s->p.top_p < 1.0f) {
-        int n = nucleus_full(s, total);
-        if (s->p.min_p > 0.0f) n = min_p_filter(s->cands, n, s->p.min_p);
-        *token = draw(&s->rng, s->cands, n);
-        return HL_OK;
-    }
-    if (s->p.min_p > 0.0f) {
-        int n = 0;
-        for (int i = 0; i < V; i++) {
-            if (s->work[i] >= s->p.min_p) s->cands[n++] = (cand){s->work[i], i};
+// ---- the walk: draws without top-k, from the best candidates or the whole row ----
+//
+// A draw with top_k off walks the tokens best first (adjusted logits descending, equal values:
+// lower id first) with weights w = exp((x - max) / T). top_p keeps the shortest prefix whose
+// mass reaches top_p * Z (Z = the row's mass, from its log-sum-exp at 1 / T), min_p the prefix
+// of w >= min_p; the kept prefix is the shorter. Then the first token whose running mass passes
+// u * (the kept mass, or Z when nothing is cut) is drawn. Everything depends only on a prefix
+// of that order, so the best n candidates either settle the draw — and then any longer prefix,
+// the whole row included, settles it the same way — or say that they cannot (walk returns -1).
+
+// The kept prefix [0, return) of c[0..n) under top_p / min_p and its mass (*mass); -1 (with
+// *mass the mass of all n) when the cut lies past c[n - 1].
+static int kept_prefix(const hl_sampler *s, const cand *c, int n, float inv_t, double z, double *mass) {
+    const float max = c[0].v;
+    const double want = (double)s->p.top_p * z;
+    double cum = 0.0;
+    for (int i = 0; i < n; i++) {
+        const float w = exp_nonpos((c[i].v - max) * inv_t);
+        if (w < s->p.min_p) { // never at i = 0 (w = 1), never without min_p
+            *mass = cum;
+            return i;
         }
-        *token = draw(&s->rng, s->cands, n);
-        return HL_OK;
+        cum += w;
+        if (s->p.top_p < 1.0f && cum >= want) { // the mass before the token was below top_p
+            *mass = cum;
+            return i + 1;
+        }
     }
-    *token = draw_all(&s->rng, s->work, V, total);
+    *mass = cum;
+    return -1;
+}
+
+// The walk over the best-first prefix c[0..n) of the row (complete: the whole row; c[0].v is
+// the row's finite maximum), lse_t the row's log-sum-exp at 1 / T, u the draw's uniform number:
+// the drawn token, or -1 when the prefix does not settle it (never when complete).
+static int32_t walk(const hl_sampler *s, const cand *c, int n, bool complete, float lse_t, double u) {
+    const float max = c[0].v, inv_t = 1.0f / s->p.temperature;
+    const double z = mass_of(lse_t, max, inv_t);
+    const bool cuts = s->p.top_p < 1.0f || s->p.min_p > 0.0f;
+    int keep = n;
+    double mass = z;
+    if (cuts) {
+        keep = kept_prefix(s, c, n, inv_t, z, &mass);
+        if (keep < 0 && !complete) return -1;
+        if (keep < 0) keep = n; // rounding: the nucleus never reached its mass; keep all
+    }
+    const double target = u * mass;
+    double cum = 0.0;
+    int last = 0;
+    for (int i = 0; i < keep; i++) {
+        const float w = exp_nonpos((c[i].v - max) * inv_t);
+        if (w <= 0.0f) continue;
+        cum += w;
+        last = i;
+        if (target < cum) return c[i].id;
+    }
+    if (!cuts && !complete) return -1; // the target lies past the prefix
+    return c[last].id;                 // rounding left the target at the very top
+}
+
+// s->bkt[i] = the logit bucket of token i: (max - x) / T in steps of 1/32 (a factor e^(1/32) in
+// weight), the last one for everything past the weight's underflow; and the tokens and weight
+// (s->wts) of each bucket. Monotone in x, so the tokens of buckets 0..b are always a best-first
+// prefix of the row (equal logits share their bucket).
+static void bucket_row(hl_sampler *s, float max, float inv_t) {
+    const float *restrict x = s->work;
+    uint16_t *restrict bk = s->bkt;
+    for (int i = 0; i < s->n_vocab; i++) { // vectorized
+        float d = (max - x[i]) * inv_t * 32.0f;
+        d = d < (float)(N_BUCKETS - 1) ? d : (float)(N_BUCKETS - 1);
+        bk[i] = (uint16_t)(int)d;
+    }
+    memset(s->bucket_n, 0, sizeof(s->bucket_n));
+    memset(s->bucket_sum, 0, sizeof(s->bucket_sum));
+    for (int i = 0; i < s->n_vocab; i++) {
+        s->bucket_n[bk[i]]++;
+        s->bucket_sum[bk[i]] += s->wts[i];
+    }
+}
+
+static int cmp_cand_desc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+// The tokens of buckets first..last (s->bkt) into s->cands, best first; returns their number.
+static int sorted_buckets(hl_sampler *s, int first, int last) {
+    int n = 0;
+    for (int i = 0; i < s->n_vocab; i++) {
+        if (s->bkt[i] >= first && s->bkt[i] <= last) s->cands[n++] = (cand){s->work[i], i};
+    }
+    qsort(s->cands, (size_t)n, sizeof(cand), cmp_cand_desc);
+    return n;
+}
+
+// The walk over the whole row sorted (the rounding corner of walk_deep).
+static int32_t walk_sorted_row(hl_sampler *s, float lse_t, double u) {
+    const int n = sorted_buckets(s, 0, N_BUCKETS - 1);
+    return walk(s, s->cands, n, true, lse_t, u);
+}
+
+// A point of the walk past the best HL_SAMPLER_WALK_K: a token's rank (best first), its id, and the mass of
+// the tokens up to it, itself included.
+typedef struct walk_pos {
+    int rank;
+    int32_t id;
+    double mass;
+} walk_pos;
+
+// The first token, best first, where the running mass passes target (strict: mass > target,
+// else mass >= target): whole buckets are added by their sums (in id order) until the one that
+// holds the crossing, whose tokens alone are sorted and walked. False when the row's mass
+// falls short (rounding).
+static bool walk_cross(hl_sampler *s, double target, bool strict, walk_pos *at) {
+    double cum = 0.0;
+    int rank = 0;
+    for (int b = 0; b < N_BUCKETS; b++) {
+        const double end = cum + s->bucket_sum[b];
+        if (s->bucket_n[b] == 0 || (strict ? !(target < end) : !(end >= target))) {
+            cum = end;
+            rank += s->bucket_n[b];
+            continue;
+        }
+        const int n = sorted_buckets(s, b, b);
+        for (int i = 0; i < n; i++, rank++) {
+            const float w = s->wts[s->cands[i].id];
+            if (w <= 0.0f) continue;
+            cum += w;
+            if (strict ? target < cum : cum >= target) {
+                *at = (walk_pos){rank, s->cands[i].id, cum};
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+// A walk the best HL_SAMPLER_WALK_K did not settle (so no candidate set, at most that many,
+// can observe how it goes on): the row bucketed by logit (weights from s->wts), then the nucleus end, the min_p cut and
+// the draw each found by walk_cross. Where rounding leaves a target past the end, the whole
+// row is sorted and walked.
+static int32_t walk_deep(hl_sampler *s, float max, float lse_t, double u) {
+    const float inv_t = 1.0f / s->p.temperature;
+    const double z = mass_of(lse_t, max, inv_t);
+    bucket_row(s, max, inv_t);
+    int n_min_p = 0; // tokens that min_p keeps (the best n_min_p: weights fall with rank)
+    double mass_min_p = 0.0;
+    for (int i = 0; s->p.min_p > 0.0f && i < s->n_vocab; i++) {
+        if (s->wts[i] >= s->p.min_p) {
+            n_min_p++;
+            mass_min_p += s->wts[i];
+        }
+    }
+    int keep = s->n_vocab;
+    double mass = z;
+    walk_pos at;
+    if (s->p.top_p < 1.0f) {
+        if (!walk_cross(s, (double)s->p.top_p * z, false, &at)) return walk_sorted_row(s, lse_t, u);
+        keep = at.rank + 1;
+        mass = at.mass;
+    }
+    if (s->p.min_p > 0.0f && n_min_p < keep) {
+        keep = n_min_p;
+        mass = mass_min_p;
+    }
+    if (walk_cross(s, u * mass, true, &at) && at.rank < keep) return at.id;
+    return walk_sorted_row(s, lse_t, u);
+}
+
+// The full-row walk: the best 64, then HL_SAMPLER_WALK_K, by partial selection settle almost
+// every draw (a candidate path with up to that many gets the same); walk_deep the rest. One
+// uniform number per draw, as on the candidate path.
+static int pick_walk(hl_sampler *s, int32_t *token, hl_error *err) {
+    const int V = s->n_vocab;
+    const float max = max_value(s->work, V), inv_t = 1.0f / s->p.temperature;
+    if (max == -INFINITY) return all_banned(err);
+    const float lse_t = lse_of(exp_weights(s->work, s->wts, V, max, inv_t), max, inv_t);
+    const double u = uniform(&s->rng);
+    const int stages[2] = {64, HL_SAMPLER_WALK_K};
+    for (int i = 0; i < 2; i++) {
+        const int k = stages[i] < V ? stages[i] : V;
+        select_top(s->work, V, k, s->cands);
+        *token = walk(s, s->cands, k, k == V, lse_t, u);
+        if (*token >= 0) return HL_OK;
+    }
+    *token = walk_deep(s, max, lse_t, u);
     return HL_OK;
+}
+
+static int pick_random(hl_sampler *s, int32_t *token, hl_error *err) {
+    if (s->p.top_k > 0 && s->p.top_k < s->n_vocab) return pick_top_k(s, s->p.top_k, token, err);
+    return pick_walk(s, token, err);
 }
 
 // Raw logprobs (vLLM's default) from the row's log-sum-exp: the drawn token's logit `value`
@@ -653,7 +767,7 @@ static void put_logprobs(const hl_sampler *s, float value, const cand *top, floa
     }
 }
 
-float hl_sampler_log_sum_exp(const float *logits, int n) {
+float hl_sampler_log_sum_exp(const float *logits, int n, float inv_temp) {
     HL_ASSERT(logits && n >= 1);
     if (any_bad(logits, n)) return NAN;
     float max = max_value(logits, n);
@@ -662,16 +776,16 @@ float hl_sampler_log_sum_exp(const float *logits, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) { // exp_weights' order, without writing the weights
         float acc = 0.0f;
-        for (int j = 0; j < 8; j++) acc += exp_nonpos(logits[i + j] - max);
+        for (int j = 0; j < 8; j++) acc += exp_nonpos((logits[i + j] - max) * inv_temp);
         sum += acc;
     }
-    for (; i < n; i++) sum += exp_nonpos(logits[i] - max);
-    return (float)((double)max + log(sum));
+    for (; i < n; i++) sum += exp_nonpos((logits[i] - max) * inv_temp);
+    return lse_of(sum, max, inv_temp);
 }
 
 // Raw logprobs of the full-row path: log-softmax of the unmodified logits.
 static void fill_logprobs(hl_sampler *s, const float *logits, hl_sample_result *out) {
-    const float lse = hl_sampler_log_sum_exp(logits, s->n_vocab);
+    const float lse = hl_sampler_log_sum_exp(logits, s->n_vocab, 1.0f);
     if (s->p.n_logprobs > 0) select_top(logits, s->n_vocab, s->p.n_logprobs, s->cands);
     put_logprobs(s, logits[out->token], s->cands, lse, out);
 }
@@ -703,17 +817,46 @@ int hl_sampler_adjust_logits(hl_sampler *s, const float *logits, float *out, hl_
 
 // ---- candidates (the backend's topk op) ----
 
+// True for a random draw with top_k off: the walk (see above).
+static bool walks(const hl_sampler *s) {
+    return s->p.temperature >= HL_SAMPLER_GREEDY_EPS && (s->p.top_k < 1 || s->p.top_k >= s->n_vocab);
+}
+
 bool hl_sampler_can_use_topk(const hl_sampler *s, int max_k, int *k_needed) {
     HL_ASSERT(s && k_needed);
     *k_needed = 0;
     if (s->n_bias > 0 || s->rep_on || s->fp_on) return false;
     const bool greedy = s->p.temperature < HL_SAMPLER_GREEDY_EPS;
-    if (!greedy && (s->p.top_k < 1 || s->p.top_k >= s->n_vocab)) return false; // whole-row draws
     int k = greedy ? 1 : s->p.top_k;
+    if (walks(s)) {
+        // logprobs need the row's log-sum-exp at temperature 1, the walk the one at T
+        if (s->p.logprobs && 1.0f / s->p.temperature != 1.0f) return false;
+        k = HL_SAMPLER_WALK_K < max_k ? HL_SAMPLER_WALK_K : max_k;
+        k = k < s->n_vocab ? k : s->n_vocab;
+    }
     if (s->p.logprobs && s->p.n_logprobs > k) k = s->p.n_logprobs;
-    if (k > max_k || k > s->n_vocab) return false;
+    if (k < 1 || k > max_k || k > s->n_vocab) return false;
     *k_needed = k;
     return true;
+}
+
+float hl_sampler_topk_inv_temp(const hl_sampler *s) {
+    HL_ASSERT(s);
+    return walks(s) ? 1.0f / s->p.temperature : 1.0f;
+}
+
+// The walk over the candidates, on a copy of the RNG that is kept only when they settle it.
+static int walk_candidates(hl_sampler *s, const cand *c, int n, float lse, int32_t *token, hl_error *err) {
+    if (c[0].v == -INFINITY) return all_banned(err);
+    *token = HL_SAMPLER_NEED_ROW;
+    if (!(lse < INFINITY)) return HL_OK; // |x| / T overflowed: leave it to the whole row
+    hl_rng rng = s->rng;
+    n = n < HL_SAMPLER_WALK_K ? n : HL_SAMPLER_WALK_K; // what the whole-row path walks in order
+    const int32_t tok = walk(s, c, n, n == s->n_vocab, lse, uniform(&rng));
+    if (tok < 0) return HL_OK;
+    s->rng = rng;
+    *token = tok;
+    return HL_OK;
 }
 
 int hl_sampler_sample_topk(hl_sampler *s, const float *vals, const int32_t *ids, int n, float lse,
@@ -722,22 +865,24 @@ int hl_sampler_sample_topk(hl_sampler *s, const float *vals, const int32_t *ids,
     out->n_top = 0;
     out->logprob = NAN;
     int k = 0;
-    if (!hl_sampler_can_use_topk(s, n, &k))
+    if (n < 1 || n > s->n_vocab || !hl_sampler_can_use_topk(s, n, &k))
         return hl_errorf(err, HL_ERR_INVAL, "sampler: these parameters need the whole logit row, not %d "
                          "candidates", n);
     if (isnan(lse)) return hl_errorf(err, HL_ERR_INVAL, "logits row holds a NaN or +inf");
     cand *c = s->cands;
     for (int i = 0; i < n; i++) c[i] = (cand){vals[i], ids[i]};
+    int rc = HL_OK;
     if (s->p.temperature < HL_SAMPLER_GREEDY_EPS) {
         if (c[0].v == -INFINITY) return all_banned(err);
         out->token = c[0].id;
+    } else if (walks(s)) {
+        rc = walk_candidates(s, c, n, lse, &out->token, err);
     } else {
-        int rc = pick_sorted(s, c, s->p.top_k, &out->token, err);
-        if (rc != HL_OK) return rc;
+        rc = pick_sorted(s, c, s->p.top_k, &out->token, err);
     }
-    if (!s->p.logprobs) return HL_OK;
+    if (rc != HL_OK || out->token == HL_SAMPLER_NEED_ROW || !s->p.logprobs) return rc;
     int at = 0;
-    while (ids[at] != out->token) at++; // drawn from the first top_k: found
+    while (ids[at] != out->token) at++; // drawn from the candidates: found
     for (int i = 0; i < s->p.n_logprobs; i++) c[i] = (cand){vals[i], ids[i]};
     put_logprobs(s, vals[at], c, lse, out);
     return HL_OK;

@@ -184,12 +184,16 @@ typedef struct hl_backend_ops {
     // row r of x (n_rows = x.ne[1], ncols = x.ne[0], F32): vals row r (k F32) gets its k largest
     // values in descending order (equal values: lower column first), ids row r (k int32 stored
     // in an hl_tensor of type HL_DTYPE_I32) their columns, and lse (n_rows x 1 F32) the row's
-    // log-sum-exp, log Σ_j exp(x[r][j]) computed as max + log Σ exp(x - max) (-inf when every
-    // value is -inf; NaN when the row holds a NaN or +inf, which the caller must reject).
+    // log-sum-exp at its temperature, log Σ_j exp(x[r][j] * it) with it = inv_temp[r] (inv_temp:
+    // n_rows positive finite floats, host memory borrowed for the call, or NULL: every it = 1),
+    // computed as max * it + log Σ exp((x - max) * it) (-inf when every value is -inf; NaN when
+    // the row holds a NaN or +inf, which the caller must reject; it = 1 gives the plain row
+    // log-sum-exp that logprobs need, 1 / T the normalizer of a sampling draw at temperature T).
     // 1 <= k <= min(HL_TOPK_MAX, ncols). NaN values are never among the candidates: a row with
     // fewer than k non-NaN values fills the remaining slots with -inf and id -1. Capturable
-    // in a graph like the other ops.
-    void (*topk)(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k);
+    // in a graph like the other ops (a restage must pass inv_temp if the capture did).
+    void (*topk)(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x,
+                 const float *inv_temp, int k);
     // Named profiler ranges (NVTX on CUDA) around a step or a layer; ranges nest.
     void (*range_push)(hl_backend *be, const char *name);
     void (*range_pop)(hl_backend *be);

@@ -543,6 +543,7 @@ static void cpu_attention(hl_backend *be, hl_tensor *out, const hl_tensor *q, co
 typedef struct topk_args {
     hl_tensor *vals, *ids, *lse;
     const hl_tensor *x;
+    const float *inv_temp; // (rows) or NULL
     int k;
 } topk_args;
 
@@ -551,14 +552,15 @@ static void topk_fn(void *arg, int ith, int nth) {
     int64_t lo, hi;
     split(a->x->ne[1], ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++)
-        hl_cpu_topk_row(row_f32(a->x, r), (int)a->x->ne[0], a->k, row_f32(a->vals, r),
-                        (int32_t *)row_f32(a->ids, r), row_f32(a->lse, r));
+        hl_cpu_topk_row(row_f32(a->x, r), (int)a->x->ne[0], a->k, a->inv_temp ? a->inv_temp[r] : 1.0f,
+                        row_f32(a->vals, r), (int32_t *)row_f32(a->ids, r), row_f32(a->lse, r));
 }
 
 // One row per share: rows are independent and each costs about one pass over ncols.
-static void cpu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+static void cpu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x,
+                     const float *inv_temp, int k) {
     HL_ASSERT(k >= 1 && k <= HL_TOPK_MAX && k <= x->ne[0]);
-    topk_args a = {vals, ids, lse, x, k};
+    topk_args a = {vals, ids, lse, x, inv_temp, k};
     cpu_ctx *c = ctx_of(be);
     const int64_t rows = x->ne[1];
     if (rows <= 1 || x->ne[0] * rows < PARALLEL_MIN) topk_fn(&a, 0, 1);

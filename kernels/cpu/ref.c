@@ -228,8 +228,9 @@ static int cmp_ref_cand(const void *pa, const void *pb) {
     return (a->id > b->id) - (a->id < b->id);
 }
 
-// max + log Σ exp(x - max) over xr[0..n) in double, with the topk op's special cases.
-static float ref_lse(const float *xr, int64_t n) {
+// max * it + log Σ exp((x - max) * it) over xr[0..n) in double, with the topk op's special
+// cases.
+static float ref_lse(const float *xr, int64_t n, double it) {
     double max = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
         if (isnan(xr[j]) || xr[j] == INFINITY) return NAN;
@@ -237,11 +238,12 @@ static float ref_lse(const float *xr, int64_t n) {
     }
     if (max == -INFINITY) return -INFINITY;
     double sum = 0;
-    for (int64_t j = 0; j < n; j++) sum += exp((double)xr[j] - max);
-    return (float)(max + log(sum));
+    for (int64_t j = 0; j < n; j++) sum += exp(((double)xr[j] - max) * it);
+    return (float)(max * it + log(sum));
 }
 
-void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, const float *inv_temp,
+                 int k) {
     const int64_t n = x->ne[0];
     HL_ASSERT(k >= 1 && k <= n);
     ref_cand *c = hl_xmalloc((size_t)n * sizeof(*c));
@@ -258,7 +260,7 @@ void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tenso
             v[i] = i < m ? c[i].v : -INFINITY;
             id[i] = i < m ? c[i].id : -1;
         }
-        row_f32(lse, r)[0] = ref_lse(xr, n);
+        row_f32(lse, r)[0] = ref_lse(xr, n, inv_temp ? (double)inv_temp[r] : 1.0);
     }
     free(c);
 }

@@ -50,7 +50,9 @@ void hl_ref_add_rmsnorm(hl_tensor *out, hl_tensor *x, const hl_tensor *y, const 
 
 // The topk op (backend.h) by a full sort of each row: vals / ids rows get the k best values of
 // x's row and their columns (descending; equal values, -0 and +0 included: lower column first),
-// lse one log-sum-exp per row summed in double (-inf for a row of -inf only; NaN when the row
-// holds a NaN or +inf). NaN values are never candidates: where a row has fewer than k other
-// values, the remaining slots get -inf and id -1 (the backends do the same).
-void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k);
+// lse one log-sum-exp per row at inv_temp[r] (NULL: 1), max * it + log Σ exp((x - max) * it)
+// summed in double (-inf for a row of -inf only; NaN when the row holds a NaN or +inf). NaN
+// values are never candidates: where a row has fewer than k other values, the remaining slots
+// get -inf and id -1 (the backends do the same).
+void hl_ref_topk(hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, const float *inv_temp,
+                 int k);

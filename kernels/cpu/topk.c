@@ -97,8 +97,10 @@ static inline float exp_nonpos(float x) {
     return y.f;
 }
 
-// max + log Σ exp(x - max), each block of 8 summed in float, the blocks in double.
-static float log_sum_exp(const float *x, int n) {
+// max * it + log Σ exp((x - max) * it), each block of 8 summed in float, the blocks in double:
+// the arithmetic of engine/sampler.c, so that its draws and logprobs from candidates are the
+// bits of its full-row path.
+static float log_sum_exp(const float *x, int n, float it) {
     float lane[8];
     uint32_t bad = 0;
     for (int j = 0; j < 8; j++) lane[j] = -INFINITY;
@@ -120,14 +122,14 @@ static float log_sum_exp(const float *x, int n) {
     double sum = 0;
     for (i = 0; i + 8 <= n; i += 8) {
         float acc = 0;
-        for (int j = 0; j < 8; j++) acc += exp_nonpos(x[i + j] - max);
+        for (int j = 0; j < 8; j++) acc += exp_nonpos((x[i + j] - max) * it);
         sum += acc;
     }
-    for (; i < n; i++) sum += exp_nonpos(x[i] - max);
-    return (float)((double)max + log(sum));
+    for (; i < n; i++) sum += exp_nonpos((x[i] - max) * it);
+    return (float)((double)max * (double)it + log(sum));
 }
 
-void hl_cpu_topk_row(const float *x, int n, int k, float *vals, int32_t *ids, float *lse) {
+void hl_cpu_topk_row(const float *x, int n, int k, float inv_temp, float *vals, int32_t *ids, float *lse) {
     HL_ASSERT(k >= 1 && k <= n && k <= HL_TOPK_MAX);
     entry h[HL_TOPK_MAX];
     const int m = select_best(x, n, k, h);
@@ -135,5 +137,5 @@ void hl_cpu_topk_row(const float *x, int n, int k, float *vals, int32_t *ids, fl
         vals[i] = i < m ? h[i].v : -INFINITY;
         ids[i] = i < m ? h[i].id : -1;
     }
-    *lse = log_sum_exp(x, n);
+    *lse = log_sum_exp(x, n, inv_temp);
 }

@@ -561,15 +561,18 @@ static void cu_get_rows(hl_backend *be, hl_tensor *out, const hl_tensor *x, cons
 
 // ---- topk ----
 
-// No host metadata, so a restage has nothing to record; inside a capture the launch is a node.
-static void cu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x, int k) {
+// The only host metadata is inv_temp (one float per row), staged like the other ops' metadata;
+// inside a capture the launch is a node.
+static void cu_topk(hl_backend *be, hl_tensor *vals, hl_tensor *ids, hl_tensor *lse, const hl_tensor *x,
+                    const float *inv_temp, int k) {
     cuda_ctx *c = cuda_ctx_of(be);
     nvtx_range r("topk");
     HL_ASSERT(k >= 1 && k <= HL_TOPK_MAX && k <= x->ne[0]);
+    const float *d_it = inv_temp ? (const float *)meta(c, META_TEMP, inv_temp, (size_t)x->ne[1] * 4) : NULL;
     if (c->mode == MODE_RESTAGE) return;
     hl_cuda_topk(c->stream, (float *)vals->data, ld_of(vals), (int32_t *)ids->data,
                  (int64_t)(ids->row_bytes / sizeof(int32_t)), (float *)lse->data, ld_of(lse),
-                 (const float *)x->data, ld_of(x), x->ne[1], x->ne[0], k);
+                 (const float *)x->data, ld_of(x), d_it, x->ne[1], x->ne[0], k);
 }
 
 // ---- graphs ----

@@ -15,7 +15,8 @@ extern "C" {
 #include "kernels/cuda/cublas_host.h"
 
 // Host metadata an op copies to the device (token ids, positions, block tables, ...).
-enum meta_kind { META_IDS, META_ROWS, META_POS, META_SLOT, META_FF, META_TABLE, META_DEC, META_PF, META_COUNT };
+enum meta_kind { META_IDS, META_ROWS, META_POS, META_SLOT, META_FF, META_TABLE, META_DEC, META_PF, META_TEMP,
+                 META_COUNT };
 
 typedef struct meta_slot {
     void *host;        // owned, pinned: last uploaded bytes (also the shadow for the skip test)

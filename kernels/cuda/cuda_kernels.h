@@ -146,11 +146,12 @@ void hl_cuda_f32_to_f16(hl_cuda_stream s, const float *src, void *dst, int64_t n
 // ---- topk.cu ----
 // Per row r < rows of x (ncols floats, rows ldx apart): vals[r * ldv + i] / ids[r * ldi + i]
 // for i < k (1 <= k <= HL_TOPK_MAX, k <= ncols) get the k best values and their columns,
-// best first (equal values: lower column first), lse[r * ldl] the row's log-sum-exp (NaN when
-// the row holds a NaN or +inf) — the topk op of kernels/backend.h. One block per row, no
-// scratch memory: capturable in a graph.
+// best first (equal values: lower column first), lse[r * ldl] the row's log-sum-exp at
+// inv_temp[r] (device memory, rows floats; NULL: 1), NaN when the row holds a NaN or +inf —
+// the topk op of kernels/backend.h. One block per row, no scratch memory: capturable in a graph.
 void hl_cuda_topk(hl_cuda_stream s, float *vals, int64_t ldv, int32_t *ids, int64_t ldi, float *lse,
-                  int64_t ldl, const float *x, int64_t ldx, int64_t rows, int64_t ncols, int k);
+                  int64_t ldl, const float *x, int64_t ldx, const float *inv_temp, int64_t rows, int64_t ncols,
+                  int k);
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,10 @@
 // reserved for NaN, which never counts). A radix select over the key bytes, most significant
 // first, finds the bin that holds the k-th best value: each pass builds a 256-bin histogram in
 // shared memory over the values whose key matches the prefix found so far, and one thread
-// walks the bins from the top. The first pass also keeps an online (max, Σ exp(x - max)) per
-// thread for the log-sum-exp and flags NaN/+inf. The select stops as soon as the values above
+// walks the bins from the top. The first pass also keeps an online (max, Σ exp(y - max)) of
+// y = x * it per thread for the log-sum-exp at the row's temperature (it = inv_temp[row], 1
+// without inv_temp) and flags NaN/+inf. That is max(y) + log Σ exp(y - max(y)) in float with
+// expf: within a few 1e-7 relative of the CPU's value, not its bits. The select stops as soon as the values above
 // the current bin plus the bin itself fit the candidate buffer (CAP entries; with logits that
 // is usually after the second byte), or after the fourth byte, when the k-th key K is exact:
 //   - fits: every value whose key prefix is >= the bin is gathered (unordered);
@@ -65,10 +67,11 @@ typedef struct topk_smem {
 } topk_smem;
 
 // Pass over the row at depth d (bytes resolved so far): histogram of the next byte of the
-// keys that match the current prefix. The first pass also accumulates the lse terms. Whole
-// warps step together (the tile loop is uniform), so lanes with the same bin add once
+// keys that match the current prefix. The first pass also accumulates the lse terms of y = x *
+// it. Whole warps step together (the tile loop is uniform), so lanes with the same bin add once
 // (__match_any_sync): logits crowd into a few bins, and plain shared atomics would serialize.
-__device__ static void topk_histogram(topk_smem *sm, const float *xr, int n, int d, float *m, float *s, int *bad) {
+__device__ static void topk_histogram(topk_smem *sm, const float *xr, int n, int d, float it, float *m, float *s,
+                                      int *bad) {
     const int shift = 24 - 8 * d, lane = threadIdx.x % 32;
     const uint32_t prefix = sm->prefix;
     for (int j0 = 0; j0 < n; j0 += TOPK_THREADS) {
@@ -76,11 +79,12 @@ __device__ static void topk_histogram(topk_smem *sm, const float *xr, int n, int
         const float f = j < n ? xr[j] : NAN;
         const uint32_t key = topk_key(f);
         if (d == 0 && j < n) {
+            const float y = f * it;
             if (f != f || f == INFINITY) *bad = 1;
-            else if (f > *m) {
-                *s = *s * expf(*m - f) + 1.0f; // *m = -inf: 0 * 0 + 1
-                *m = f;
-            } else if (f != -INFINITY) *s += expf(f - *m);
+            else if (y > *m) {
+                *s = *s * expf(*m - y) + 1.0f; // *m = -inf: 0 * 0 + 1
+                *m = y;
+            } else if (y != -INFINITY) *s += expf(y - *m);
         }
         const bool counts = key != 0 && (d == 0 || (key >> (shift + 8)) == prefix);
         const unsigned bin = counts ? (key >> shift) & 0xffu : 256u;
@@ -205,9 +209,10 @@ __device__ static void topk_sort(topk_smem *sm, int n_pad) {
 
 __global__ void __launch_bounds__(TOPK_THREADS) topk_kernel(float *vals, int64_t ldv, int32_t *ids, int64_t ldi,
                                                             float *lse, int64_t ldl, const float *x, int64_t ldx,
-                                                            int n, int k) {
+                                                            const float *inv_temp, int n, int k) {
     __shared__ topk_smem sm;
     const float *xr = x + (int64_t)blockIdx.x * ldx;
+    const float it = inv_temp ? inv_temp[blockIdx.x] : 1.0f;
     if (threadIdx.x == 0) {
         sm.prefix = 0;
         sm.depth = sm.above = sm.in_bin = sm.done = sm.take_all = 0;
@@ -218,7 +223,7 @@ __global__ void __launch_bounds__(TOPK_THREADS) topk_kernel(float *vals, int64_t
     for (int d = 0; d < 4; d++) {
         if (threadIdx.x < 256) sm.hist[threadIdx.x] = 0;
         __syncthreads();
-        topk_histogram(&sm, xr, n, d, &m, &s, &bad);
+        topk_histogram(&sm, xr, n, d, it, &m, &s, &bad);
         if (d == 0) topk_reduce_lse(&sm, m, s, bad, lse + (int64_t)blockIdx.x * ldl);
         __syncthreads();
         if (threadIdx.x == 0) topk_pick_bin(&sm, k);
@@ -246,8 +251,10 @@ __global__ void __launch_bounds__(TOPK_THREADS) topk_kernel(float *vals, int64_t
 }
 
 extern "C" void hl_cuda_topk(hl_cuda_stream s, float *vals, int64_t ldv, int32_t *ids, int64_t ldi, float *lse,
-                             int64_t ldl, const float *x, int64_t ldx, int64_t rows, int64_t ncols, int k) {
+                             int64_t ldl, const float *x, int64_t ldx, const float *inv_temp, int64_t rows,
+                             int64_t ncols, int k) {
     if (rows <= 0) return;
-    topk_kernel<<<(unsigned)rows, TOPK_THREADS, 0, s>>>(vals, ldv, ids, ldi, lse, ldl, x, ldx, (int)ncols, k);
+    topk_kernel<<<(unsigned)rows, TOPK_THREADS, 0, s>>>(vals, ldv, ids, ldi, lse, ldl, x, ldx, inv_temp, (int)ncols,
+                                                        k);
     HL_LAUNCH_CHECK();
 }

@@ -768,7 +768,7 @@ static void topk_of(const float *l, int n, int k, float *vals, int32_t *ids, flo
     hl_tensor tv = {.type = HL_DTYPE_F32, .ne = {k, 1}, .row_bytes = (size_t)k * 4, .data = vals};
     hl_tensor ti = {.type = HL_DTYPE_I32, .ne = {k, 1}, .row_bytes = (size_t)k * 4, .data = ids};
     hl_tensor tl = {.type = HL_DTYPE_F32, .ne = {1, 1}, .row_bytes = 4, .data = lse};
-    hl_ref_topk(&tv, &ti, &tl, &x, k);
+    hl_ref_topk(&tv, &ti, &tl, &x, NULL, k);
 }
 
 // Thousands of (row, params, seed) cases: drawing from the candidates (as many as needed, or
@@ -794,7 +794,7 @@ START_TEST(test_topk_candidates_match_full_row) {
         const int n_cand = k + (int)(hl_rng_next(&rng) % (uint64_t)(max_n - k + 1));
         float ref_lse;
         topk_of(l, n, n_cand, vals, ids, &ref_lse);
-        const float lse = c % 2 ? hl_sampler_log_sum_exp(l, n) : ref_lse;
+        const float lse = c % 2 ? hl_sampler_log_sum_exp(l, n, 1.0f) : ref_lse;
         for (int d = 0; d < 3; d++) {
             hl_sample_result a, b;
             const int ra = hl_sampler_sample(full, l, &a, &err);
@@ -859,8 +859,12 @@ START_TEST(test_topk_ineligible_and_errors) {
     bad[1].repetition_penalty = 1.2f;
     bad[2].frequency_penalty = 0.5f;
     bad[3].presence_penalty = -0.5f;
-    bad[4].top_k = 0;          // whole-vocabulary draw
-    bad[5].top_k = n;          // k >= n_vocab is off
+    bad[4].top_k = 0;          // a walk with logprobs away from temperature 1
+    bad[4].temperature = 0.8f;
+    bad[4].logprobs = true;
+    bad[5].top_k = n;          // k >= n_vocab is off: the same
+    bad[5].temperature = 1.5f;
+    bad[5].logprobs = true;
     bad[6].top_k = 60;         // more than max_k below
     bad[7].logprobs = true;    // n_logprobs over max_k below
     bad[7].n_logprobs = 20;
@@ -880,14 +884,244 @@ START_TEST(test_topk_ineligible_and_errors) {
     ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 50, NAN, &r, &err), HL_ERR_INVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "NaN"));
     l[7] = NAN;
-    ck_assert(isnan(hl_sampler_log_sum_exp(l, n)));
+    ck_assert(isnan(hl_sampler_log_sum_exp(l, n, 1.0f)));
     for (int i = 0; i < n; i++) l[i] = -INFINITY;
     topk_of(l, n, 50, vals, ids, &lse);
-    ck_assert(lse == -INFINITY && hl_sampler_log_sum_exp(l, n) == -INFINITY);
+    ck_assert(lse == -INFINITY && hl_sampler_log_sum_exp(l, n, 1.0f) == -INFINITY);
     ck_assert_int_eq(hl_sampler_sample(s, l, &r, &err), HL_ERR_INVAL);
     ck_assert_int_eq(hl_sampler_sample_topk(s, vals, ids, 50, lse, &r, &err), HL_ERR_INVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "banned"));
     hl_sampler_free(s);
+    free(l);
+}
+END_TEST
+
+// ---- the walk: draws without top-k from candidates ----
+
+// A row of n logits for the walk tests: 0 peaked (range 30), 1 few distinct values, 2 -inf
+// holes, 3 flat (range 2: long tails), 4 one clear best over a flat tail.
+static void walk_row(float *l, int n, int kind, hl_rng *rng) {
+    for (int i = 0; i < n; i++) {
+        const float u = hl_rng_uniform(rng);
+        switch (kind) {
+        case 1: l[i] = floorf(u * 6.0f) * 1.5f - 3.0f; break;
+        case 2: l[i] = hl_rng_uniform(rng) < 0.3f ? -INFINITY : (u - 0.5f) * 12.0f; break;
+        case 3: l[i] = (u - 0.5f) * 2.0f; break;
+        case 4: l[i] = (u - 0.5f) * 3.0f; break;
+        default: l[i] = (u - 0.5f) * 30.0f; break;
+        }
+    }
+    l[hl_rng_next(rng) % (uint64_t)n] = kind == 4 ? 9.0f : 1.0f; // not every token masked
+}
+
+// Random parameters of a walk (top_k off); logprobs only at temperature 1, where the
+// candidates serve them.
+static hl_sampler_params walk_params(int n, hl_rng *rng) {
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = hl_rng_uniform(rng) < 0.3f ? 1.0f : 0.05f + 1.95f * hl_rng_uniform(rng);
+    p.top_k = hl_rng_uniform(rng) < 0.15f ? n : 0; // k >= n_vocab is off too
+    if (hl_rng_uniform(rng) < 0.5f) p.top_p = 0.2f + 0.8f * hl_rng_uniform(rng);
+    if (hl_rng_uniform(rng) < 0.4f) p.min_p = 0.3f * hl_rng_uniform(rng);
+    p.logprobs = p.temperature == 1.0f && hl_rng_uniform(rng) < 0.6f;
+    const int max_lp = n < HL_SAMPLER_MAX_LOGPROBS ? n : HL_SAMPLER_MAX_LOGPROBS;
+    if (p.logprobs) p.n_logprobs = (int)(hl_rng_next(rng) % (uint64_t)(max_lp + 1));
+    p.has_seed = true;
+    p.seed = hl_rng_next(rng);
+    return p;
+}
+
+// Whether the best n_cand candidates must settle a walk with top_p / min_p (1), must not (0),
+// or the case is too close to a cut to say from double arithmetic (-1); -1 without cuts.
+static int walk_should_settle(const float *l, int n, const float *vals, int n_cand, const hl_sampler_params *p) {
+    if (n_cand == n) return 1;
+    if (p->top_p >= 1.0f && p->min_p <= 0.0f) return -1;
+    const double it = 1.0 / (double)p->temperature, max = vals[0], tol = 1e-3;
+    double z = 0.0, cum = 0.0;
+    for (int i = 0; i < n; i++) z += exp(((double)l[i] - max) * it);
+    for (int i = 0; i < n_cand; i++) cum += exp(((double)vals[i] - max) * it);
+    const double last = exp(((double)vals[n_cand - 1] - max) * it);
+    int by_p = 0, by_m = 0; // 1 settled, 0 not, -1 unsure
+    if (p->top_p < 1.0f) by_p = cum >= p->top_p * z * (1 + tol) ? 1 : (cum < p->top_p * z * (1 - tol) ? 0 : -1);
+    if (p->min_p > 0.0f) by_m = last < p->min_p * (1 - tol) ? 1 : (last >= p->min_p * (1 + tol) ? 0 : -1);
+    if (by_p == 1 || by_m == 1) return 1;
+    return by_p == -1 || by_m == -1 ? -1 : 0;
+}
+
+// True when every token outside ids[0..n_cand) weighs 0 at the sampler's arithmetic (the
+// only case where a walk without cuts falls back and still draws a candidate: rounding).
+static bool tail_weighs_nothing(const float *l, int n, const int32_t *ids, int n_cand, float max, float temp) {
+    bool *in = calloc((size_t)n, sizeof(bool));
+    for (int i = 0; i < n_cand; i++) in[ids[i]] = true;
+    bool zero = true;
+    for (int j = 0; j < n && zero; j++) zero = in[j] || (l[j] - max) * (1.0f / temp) < -87.0f;
+    free(in);
+    return zero;
+}
+
+static bool in_ids(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++) {
+        if (ids[i] == id) return true;
+    }
+    return false;
+}
+
+static void expect_same_result(const hl_sample_result *a, const hl_sample_result *b, int c) {
+    if (a->token != b->token || a->n_top != b->n_top)
+        ck_abort_msg("case %d: token %d / %d", c, (int)a->token, (int)b->token);
+    for (int i = -1; i < a->n_top; i++) {
+        const float x = i < 0 ? a->logprob : a->top[i].logprob, y = i < 0 ? b->logprob : b->top[i].logprob;
+        if (!(memcmp(&x, &y, sizeof x) == 0 || (isnan(x) && isnan(y))) || (i >= 0 && a->top[i].id != b->top[i].id))
+            ck_abort_msg("case %d: logprob %d %.9g vs %.9g", c, i, (double)x, (double)y);
+    }
+}
+
+// Thousands of (row, params, seed) cases without top-k: the candidates (from 1 to 256 of
+// them) give the whole row's token and logprobs bit for bit with the sampler's log-sum-exp at
+// 1/T (what the CPU topk op computes), or NEED_ROW — then the sampler is untouched: the same
+// attempt says NEED_ROW again and the whole row, sampled next, gives the reference sampler's
+// draw (one RNG use in all), and later draws stay in step. NEED_ROW comes exactly when the
+// candidates cannot settle the draw (checked against double arithmetic away from the cuts).
+START_TEST(test_walk_candidates_match_full_row) {
+    hl_rng rng = {91};
+    float *l = malloc(sizeof(float) * 6000), vals[HL_TOPK_MAX];
+    int32_t ids[HL_TOPK_MAX];
+    hl_error err = {0};
+    int n_settled = 0, n_fallback = 0, n_checked = 0;
+    for (int c = 0; c < 2500; c++) {
+        const int n = 2 + (int)(hl_rng_next(&rng) % (c % 10 == 0 ? 5999 : 700));
+        walk_row(l, n, c % 5, &rng);
+        hl_sampler_params p = walk_params(n, &rng);
+        hl_sampler *full = make(&p, n), *cand = make(&p, n);
+        int k = 0;
+        ck_assert(hl_sampler_can_use_topk(cand, HL_TOPK_MAX, &k));
+        ck_assert_int_eq(k, n < HL_SAMPLER_WALK_K ? n : HL_SAMPLER_WALK_K);
+        const int max_n = n < HL_TOPK_MAX ? n : HL_TOPK_MAX, min_n = p.n_logprobs > 1 ? p.n_logprobs : 1;
+        const int span = c % 3 == 0 && min_n < 8 ? 8 : max_n; // a third with a few candidates: forced tails
+        int n_cand = min_n + (int)(hl_rng_next(&rng) % (uint64_t)(span - min_n + 1));
+        n_cand = n_cand < max_n ? n_cand : max_n;
+        float lse;
+        topk_of(l, n, n_cand, vals, ids, &lse);
+        const float it = hl_sampler_topk_inv_temp(cand);
+        ck_assert(it == 1.0f / p.temperature);
+        lse = hl_sampler_log_sum_exp(l, n, it);
+        for (int d = 0; d < 3; d++) {
+            hl_sample_result a, b;
+            const int ra = hl_sampler_sample(full, l, &a, &err);
+            ck_assert_int_eq(ra, HL_OK);
+            ck_assert_int_eq(hl_sampler_sample_topk(cand, vals, ids, n_cand, lse, &b, &err), HL_OK);
+            const bool settled = b.token != HL_SAMPLER_NEED_ROW;
+            if (settled) {
+                n_settled++;
+            } else {
+                n_fallback++;
+                ck_assert_int_eq(hl_sampler_sample_topk(cand, vals, ids, n_cand, lse, &b, &err), HL_OK);
+                ck_assert_int_eq(b.token, HL_SAMPLER_NEED_ROW);
+                ck_assert_int_eq(hl_sampler_sample(cand, l, &b, &err), HL_OK);
+            }
+            expect_same_result(&a, &b, c);
+            const int want = walk_should_settle(l, n, vals, n_cand, &p);
+            if (want >= 0 && want != settled)
+                ck_abort_msg("case %d (n %d, %d candidates, top_p %g, min_p %g): settled %d, want %d", c, n,
+                             n_cand, (double)p.top_p, (double)p.min_p, settled, want);
+            if (p.top_p >= 1.0f && p.min_p <= 0.0f && !settled && in_ids(ids, n_cand, a.token) &&
+                !tail_weighs_nothing(l, n, ids, n_cand, vals[0], p.temperature))
+                ck_abort_msg("case %d: fell back but drew candidate %d", c, (int)a.token);
+            n_checked += want >= 0;
+            hl_sampler_accept(full, a.token, NULL);
+            hl_sampler_accept(cand, b.token, NULL);
+        }
+        hl_sampler_free(full);
+        hl_sampler_free(cand);
+    }
+    ck_assert_int_gt(n_settled, 2000);
+    ck_assert_int_gt(n_fallback, 500);
+    ck_assert_int_gt(n_checked, 1500);
+    free(l);
+}
+END_TEST
+
+// Pearson chi-square of count[] (n_draws draws over n tokens) against p, the tokens grouped in
+// n_bins bins of consecutive rank (order: best first); tokens with p = 0 must never occur.
+static double chi2_by_rank(const long *count, const double *p, const int *order, int n, int n_bins, int n_draws) {
+    double chi2 = 0.0;
+    const int per = (n + n_bins - 1) / n_bins;
+    for (int b = 0; b * per < n; b++) {
+        double e = 0.0, o = 0.0;
+        for (int i = b * per; i < n && i < (b + 1) * per; i++) {
+            if (p[order[i]] <= 0.0 && count[order[i]] > 0) ck_abort_msg("token %d drawn with p = 0", order[i]);
+            e += p[order[i]] * n_draws;
+            o += (double)count[order[i]];
+        }
+        if (e > 0.0) chi2 += (o - e) * (o - e) / e;
+    }
+    return chi2;
+}
+
+// The bound of check_distribution for df degrees of freedom.
+static double chi2_bound(int df) { return df + 12.0 * sqrt(2.0 * df) + 20.0; }
+
+// Draws through the whole-row walk of temperature t (top_p / min_p) from l and checks the
+// counts against softmax(l / t) over the kept tokens, by rank bins; and that the same counts
+// are rejected against softmax(l / t_wrong): the check has the power to see a wrong walk.
+// Returns how many draws fell past rank 512 (walk_deep's territory).
+static long check_walk(const float *l, int n, float t, float top_p, float min_p, float t_wrong, int n_bins,
+                       int n_draws, uint64_t seed) {
+    int *order = malloc(sizeof(int) * (size_t)n);
+    double *pr = malloc(sizeof(double) * (size_t)n), *wrong = malloc(sizeof(double) * (size_t)n);
+    bool *keep = malloc(sizeof(bool) * (size_t)n);
+    long *count = calloc((size_t)n, sizeof(long));
+    ref_order(l, n, order);
+    ref_softmax(l, n, t, NULL, pr);
+    double margin = 1.0;
+    const int m = top_p < 1.0f ? ref_nucleus(pr, order, n, top_p, &margin) : n;
+    ck_assert(margin > 1e-5);
+    for (int i = 0; i < n; i++) {
+        const double rel = pr[order[i]] / pr[order[0]];
+        ck_assert(min_p <= 0.0f || fabs(rel - min_p) > 1e-5);
+        keep[order[i]] = i < m && rel >= min_p;
+    }
+    ref_softmax(l, n, t, keep, pr);
+    ref_softmax(l, n, t_wrong, keep, wrong);
+    hl_sampler_params p = hl_sampler_default_params();
+    p.temperature = t;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.has_seed = true;
+    p.seed = seed;
+    hl_sampler *s = make(&p, n);
+    long deep = 0;
+    int *rank = malloc(sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) rank[order[i]] = i;
+    for (int d = 0; d < n_draws; d++) {
+        const int32_t tok = sample1(s, l);
+        count[tok]++;
+        deep += rank[tok] >= 512;
+    }
+    const int bins = n < n_bins ? n : n_bins;
+    const double good = chi2_by_rank(count, pr, order, n, bins, n_draws);
+    const double bad = chi2_by_rank(count, wrong, order, n, bins, n_draws);
+    ck_assert_msg(good < chi2_bound(bins - 1), "chi-square %.1f over %d bins (bound %.1f)", good, bins,
+                  chi2_bound(bins - 1));
+    ck_assert_msg(bad > chi2_bound(bins - 1), "a wrong temperature passes: chi-square %.1f", bad);
+    hl_sampler_free(s);
+    free(rank), free(count), free(keep), free(wrong), free(pr), free(order);
+    return deep;
+}
+
+// The whole-row walk samples softmax(x / T) over what top_p / min_p keep: a small vocabulary
+// token by token, and flat rows of 3000 tokens where most draws fall past the best 512 (the
+// bucketed walk) or the kept set is longer than 512.
+START_TEST(test_walk_distribution) {
+    float *l = random_logits(12, 8, 4.0f);
+    check_walk(l, 12, 0.7f, 1.0f, 0.0f, 0.8f, 12, 60000, 1);
+    check_walk(l, 12, 1.3f, 0.8f, 0.0f, 1.6f, 12, 60000, 2);
+    check_walk(l, 12, 1.0f, 1.0f, 0.2f, 1.3f, 12, 60000, 3);
+    free(l);
+    const int n = 3000;
+    l = random_logits(n, 9, 2.0f);
+    ck_assert_int_gt(check_walk(l, n, 1.5f, 1.0f, 0.0f, 3.0f, 30, 20000, 4), 20000 / 2);
+    ck_assert_int_gt(check_walk(l, n, 1.0f, 0.9f, 0.0f, 2.0f, 30, 20000, 5), 20000 / 2);
+    ck_assert_int_gt(check_walk(l, n, 1.0f, 1.0f, 0.45f, 2.0f, 30, 20000, 6), 20000 / 4);
     free(l);
 }
 END_TEST
@@ -912,6 +1146,8 @@ Suite *sampler_suite(void) {
     tcase_add_test(tc, test_topk_candidates_match_full_row);
     tcase_add_test(tc, test_topk_greedy_ties);
     tcase_add_test(tc, test_topk_ineligible_and_errors);
+    tcase_add_test(tc, test_walk_candidates_match_full_row);
+    tcase_add_test(tc, test_walk_distribution);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -120,7 +120,7 @@ START_TEST(test_ref_matches_naive) {
         hl_tensor tv = host_tensor(vals, HL_DTYPE_F32, k, 1, (size_t)k * 4);
         hl_tensor ti = host_tensor(ids, HL_DTYPE_I32, k, 1, (size_t)k * 4);
         hl_tensor tl = host_tensor(&lse, HL_DTYPE_F32, 1, 1, 4);
-        hl_ref_topk(&tv, &ti, &tl, &tx, k);
+        hl_ref_topk(&tv, &ti, &tl, &tx, NULL, k);
         naive_topk(x, n, k, nv, ni);
         for (int i = 0; i < k; i++) {
             ck_assert_msg(ids[i] == ni[i] && memcmp(&vals[i], &nv[i], 4) == 0,
@@ -146,8 +146,16 @@ static const shape SHAPES[] = {
     {1003, 9, 20},  {32001, 16, 50},  {4099, 64, 256}, {300, 2, 255},
 };
 
+// Random inv_temp per row (temperatures 0.05 .. 2, and 1), as the engine passes them.
+static float *random_inv_temp(int rows, hl_rng *rng) {
+    float *it = malloc(sizeof(float) * (size_t)rows);
+    for (int r = 0; r < rows; r++) it[r] = r % 3 == 0 ? 1.0f : 1.0f / (0.05f + 1.95f * hl_rng_uniform(rng));
+    return it;
+}
+
 // Runs the op on `be` (device buffers when dev) over rows of the kinds in turn and compares.
-// The input is a column view (row_bytes past ne[0] * 4) when view is set.
+// The input is a column view (row_bytes past ne[0] * 4) when view is set; odd salts give each
+// row an inv_temp (the lse at that temperature), even ones none.
 static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t salt) {
     const hl_backend_ops *op = be->ops;
     hl_rng rng = {test_seed() ^ salt};
@@ -160,7 +168,8 @@ static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t s
     hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, R, (size_t)k * 4);
     hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, R, (size_t)k * 4);
     hl_tensor tl = host_tensor(rl, HL_DTYPE_F32, 1, R, 4);
-    hl_ref_topk(&tv, &ti, &tl, &hx, k);
+    float *it = salt % 2 ? random_inv_temp(R, &rng) : NULL;
+    hl_ref_topk(&tv, &ti, &tl, &hx, it, k);
 
     const size_t xb = (size_t)ld * (size_t)R * 4, cb = (size_t)R * (size_t)k * 4;
     void *dx = op->alloc(be, xb), *dv = op->alloc(be, cb), *di = op->alloc(be, cb);
@@ -178,7 +187,7 @@ static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t s
     hl_tensor bv = host_tensor(dv, HL_DTYPE_F32, k, R, (size_t)k * 4);
     hl_tensor bi = host_tensor(di, HL_DTYPE_I32, k, R, (size_t)k * 4);
     hl_tensor bl = host_tensor(dl, HL_DTYPE_F32, 1, R, 4);
-    op->topk(be, &bv, &bi, &bl, &bx, k);
+    op->topk(be, &bv, &bi, &bl, &bx, it, k);
     ck_assert_int_eq(op->download(be, gv, dv, cb, &err), HL_OK);
     ck_assert_int_eq(op->download(be, gi, di, cb, &err), HL_OK);
     ck_assert_int_eq(op->download(be, gl, dl, (size_t)R * 4, &err), HL_OK);
@@ -198,7 +207,7 @@ static void check_backend(hl_backend *be, const shape *sh, bool view, uint64_t s
     op->release(be, dv);
     op->release(be, di);
     op->release(be, dl);
-    free(x), free(rv), free(ri), free(rl), free(gv), free(gi), free(gl);
+    free(x), free(rv), free(ri), free(rl), free(gv), free(gi), free(gl), free(it);
 }
 
 START_TEST(test_cpu_matches_ref) {
@@ -211,26 +220,28 @@ START_TEST(test_cpu_matches_ref) {
 }
 END_TEST
 
-// The CPU op's lse is hl_sampler_log_sum_exp's arithmetic, so the engine's logprobs are the
-// same bits from candidates as from whole rows on the CPU.
+// The CPU op's lse is hl_sampler_log_sum_exp's arithmetic at every inv_temp, so the engine's
+// draws without top-k and its logprobs are the same bits from candidates as from whole rows.
 START_TEST(test_cpu_lse_is_samplers) {
     hl_error err = {0};
     hl_backend *be = hl_backend_cpu_create(1, &err);
     ck_assert_msg(be, "%s", err.msg);
     hl_rng rng = {test_seed()};
     const int sizes[] = {1, 9, 1003, 49152};
+    const float temps[] = {1.0f, 0.7f, 1.3f, 0.05f, 2.0f};
     float *x = malloc(sizeof(float) * 49152), v, lse, want;
     int32_t id;
-    for (int t = 0; t < 32; t++) {
+    for (int t = 0; t < 80; t++) {
         const int n = sizes[t % 4];
+        const float it = 1.0f / temps[t % 5];
         fill_row(x, n, t % N_KINDS, &rng);
         hl_tensor tx = host_tensor(x, HL_DTYPE_F32, n, 1, (size_t)n * 4);
         hl_tensor tv = host_tensor(&v, HL_DTYPE_F32, 1, 1, 4);
         hl_tensor ti = host_tensor(&id, HL_DTYPE_I32, 1, 1, 4), tl = host_tensor(&lse, HL_DTYPE_F32, 1, 1, 4);
-        be->ops->topk(be, &tv, &ti, &tl, &tx, 1);
-        want = hl_sampler_log_sum_exp(x, n);
-        ck_assert_msg(memcmp(&lse, &want, 4) == 0 || (isnan(lse) && isnan(want)), "n %d kind %d: %.9g vs %.9g", n,
-                      t % N_KINDS, (double)lse, (double)want);
+        be->ops->topk(be, &tv, &ti, &tl, &tx, t % 2 ? &it : NULL, 1);
+        want = hl_sampler_log_sum_exp(x, n, t % 2 ? it : 1.0f);
+        ck_assert_msg(memcmp(&lse, &want, 4) == 0 || (isnan(lse) && isnan(want)), "n %d kind %d it %g: %.9g vs %.9g",
+                      n, t % N_KINDS, (double)it, (double)lse, (double)want);
     }
     free(x);
     hl_backend_free(be);
@@ -266,7 +277,7 @@ START_TEST(test_cuda_matches_ref) {
 END_TEST
 
 // The op captured alone in a graph: the replay gives the reference for the data uploaded before
-// each launch (restage records nothing for it).
+// each launch, at the inv_temp of each restage.
 START_TEST(test_cuda_topk_in_graph) {
     if (!have_device()) return;
     hl_error err = {0};
@@ -281,8 +292,10 @@ START_TEST(test_cuda_topk_in_graph) {
     hl_tensor bx = host_tensor(dx, HL_DTYPE_F32, n, R, (size_t)n * 4);
     hl_tensor bv = host_tensor(dv, HL_DTYPE_F32, k, R, k * 4);
     hl_tensor bi = host_tensor(di, HL_DTYPE_I32, k, R, k * 4), bl = host_tensor(dl, HL_DTYPE_F32, 1, R, 4);
+    float it[6];
+    for (int r = 0; r < R; r++) it[r] = 1.0f / (0.5f + 0.25f * (float)r);
     ck_assert_int_eq(hl_backend_cuda_graph_begin(be, &err), HL_OK);
-    op->topk(be, &bv, &bi, &bl, &bx, k);
+    op->topk(be, &bv, &bi, &bl, &bx, it, k);
     hl_cuda_graph *g = hl_backend_cuda_graph_end(be, &err);
     ck_assert_msg(g, "%s", err.msg);
     hl_rng rng = {test_seed()};
@@ -291,11 +304,12 @@ START_TEST(test_cuda_topk_in_graph) {
         hl_tensor hx = host_tensor(x, HL_DTYPE_F32, n, R, (size_t)n * 4);
         hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, R, k * 4);
         hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, R, k * 4), tl = host_tensor(rl, HL_DTYPE_F32, 1, R, 4);
-        hl_ref_topk(&tv, &ti, &tl, &hx, k);
+        for (int r = 0; r < R; r++) it[r] = 1.0f / (0.5f + 0.25f * (float)(r + rep)); // restaged
+        hl_ref_topk(&tv, &ti, &tl, &hx, it, k);
         ck_assert_int_eq(op->upload(be, dx, x, xb, &err), HL_OK);
         if (rep > 0) {
             ck_assert_int_eq(hl_backend_cuda_graph_restage(be, g, &err), HL_OK);
-            op->topk(be, &bv, &bi, &bl, &bx, k);
+            op->topk(be, &bv, &bi, &bl, &bx, it, k);
         }
         ck_assert_int_eq(hl_backend_cuda_graph_launch(be, g, &err), HL_OK);
         ck_assert_int_eq(op->download(be, gv, dv, cb, &err), HL_OK);
@@ -366,11 +380,11 @@ START_TEST(test_llama_forward_topk) {
     int32_t ids[4 * 50], ri[4 * 50];
     const bool want_full[4] = {false, true, false, true};
     memset(part, 0xff, sizeof(float) * 4 * (size_t)V);
-    ck_assert_int_eq(hl_llama_forward_topk(l, seqs, 3, k, vals, ids, lse, want_full, part, &err), HL_OK);
+    ck_assert_int_eq(hl_llama_forward_topk(l, seqs, 3, k, NULL, vals, ids, lse, want_full, part, &err), HL_OK);
     hl_tensor hx = host_tensor(full, HL_DTYPE_F32, V, 4, (size_t)V * 4);
     hl_tensor tv = host_tensor(rv, HL_DTYPE_F32, k, 4, k * 4);
     hl_tensor ti = host_tensor(ri, HL_DTYPE_I32, k, 4, k * 4), tl = host_tensor(rl, HL_DTYPE_F32, 1, 4, 4);
-    hl_ref_topk(&tv, &ti, &tl, &hx, k);
+    hl_ref_topk(&tv, &ti, &tl, &hx, NULL, k);
     ck_assert(memcmp(ids, ri, sizeof ids) == 0 && memcmp(vals, rv, sizeof vals) == 0);
     for (int r = 0; r < 4; r++) {
         expect_lse(lse[r], rl[r], "llama", r);
@@ -378,7 +392,7 @@ START_TEST(test_llama_forward_topk) {
         if (want_full[r]) ck_assert(memcmp(got, want, sizeof(float) * (size_t)V) == 0);
         else ck_assert(isnan(got[0]) && isnan(got[V - 1])); // not downloaded
     }
-    ck_assert_int_eq(hl_llama_forward_topk(l, seqs, 3, HL_TOPK_MAX + 1, vals, ids, lse, NULL, NULL, &err),
+    ck_assert_int_eq(hl_llama_forward_topk(l, seqs, 3, HL_TOPK_MAX + 1, NULL, vals, ids, lse, NULL, NULL, &err),
                      HL_ERR_INVAL);
     free(full), free(part);
     hl_llama_free(l);
@@ -396,7 +410,8 @@ typedef struct gen {
     int n[2];
 } gen;
 
-static void generate(bool full_logits, const hl_request_params *rp, const int32_t *prompt, int n_prompt, gen *out) {
+static void generate(bool full_logits, const hl_request_params *rp, const int32_t *prompt, int n_prompt, gen *out,
+                     hl_engine_stats *stats) {
     hl_engine_params p = hl_engine_default_params();
     p.model = model_path();
     if (strncmp(p.model, "synthetic:", 10) == 0) {
@@ -430,6 +445,7 @@ static void generate(bool full_logits, const hl_request_params *rp, const int32_
         }
     }
     hl_engine_release(e, id);
+    if (stats) hl_engine_get_stats(e, stats);
     hl_engine_free(e);
 }
 
@@ -456,8 +472,8 @@ START_TEST(test_engine_candidates_match_full_rows) {
     rp.sampling.ignore_eos = true;
     rp.sampling.logprobs = true;
     rp.sampling.n_logprobs = 3;
-    generate(false, &rp, prompt, 12, &a);
-    generate(true, &rp, prompt, 12, &b);
+    generate(false, &rp, prompt, 12, &a, NULL);
+    generate(true, &rp, prompt, 12, &b, NULL);
     expect_same_gen(&a, &b, 1, "greedy");
     rp.sampling.temperature = 0.8f;
     rp.sampling.top_k = 40;
@@ -466,9 +482,56 @@ START_TEST(test_engine_candidates_match_full_rows) {
     rp.sampling.logprobs = false;
     rp.sampling.n_logprobs = 0;
     rp.n = 2; // choice 1 forks off choice 0's first row
-    generate(false, &rp, prompt, 12, &a);
-    generate(true, &rp, prompt, 12, &b);
+    generate(false, &rp, prompt, 12, &a, NULL);
+    generate(true, &rp, prompt, 12, &b, NULL);
     expect_same_gen(&a, &b, 2, "top_k 40");
+}
+END_TEST
+
+// Draws without top-k (the walk): seeded temperature / top_p / min_p requests give the same
+// tokens and logprobs from candidates (falling back to the whole row where a draw passes them)
+// as from whole rows; the stats count candidate rows, and at temperature 2 some fallbacks.
+START_TEST(test_engine_walk_matches_full_rows) {
+    int32_t prompt[12];
+    hl_rng rng = {test_seed()};
+    for (int i = 0; i < 12; i++) prompt[i] = (int32_t)(1 + hl_rng_next(&rng) % 400);
+    gen a, b;
+    hl_engine_stats sa, sb;
+    hl_request_params rp = hl_request_default_params();
+    rp.sampling.temperature = 0.8f;
+    rp.sampling.top_p = 0.9f;
+    rp.sampling.max_tokens = 32;
+    rp.sampling.ignore_eos = true;
+    rp.sampling.has_seed = true;
+    rp.sampling.seed = 99;
+    rp.n = 2;
+    generate(false, &rp, prompt, 12, &a, &sa);
+    generate(true, &rp, prompt, 12, &b, &sb);
+    expect_same_gen(&a, &b, 2, "temperature 0.8 top_p 0.9");
+    // every row a candidate row (choice 1's first draw shares choice 0's when the fork succeeds)
+    ck_assert(sa.candidate_rows + 1 >= sa.generated_tokens && sa.candidate_rows <= sa.generated_tokens);
+    ck_assert_uint_eq(sb.candidate_rows, 0);
+    rp.sampling.temperature = 1.0f; // logprobs come with the candidates at temperature 1
+    rp.sampling.top_p = 1.0f;
+    rp.sampling.min_p = 0.02f;
+    rp.sampling.logprobs = true;
+    rp.sampling.n_logprobs = 3;
+    generate(false, &rp, prompt, 12, &a, &sa);
+    generate(true, &rp, prompt, 12, &b, NULL);
+    expect_same_gen(&a, &b, 2, "temperature 1 min_p 0.02 logprobs");
+    ck_assert_uint_gt(sa.candidate_rows, 0);
+    rp.sampling.temperature = 2.0f;
+    rp.sampling.min_p = 0.0f;
+    rp.sampling.logprobs = false;
+    rp.sampling.n_logprobs = 0;
+    rp.sampling.max_tokens = 64;
+    generate(false, &rp, prompt, 12, &a, &sa);
+    generate(true, &rp, prompt, 12, &b, NULL);
+    expect_same_gen(&a, &b, 2, "temperature 2");
+    printf("engine walk at temperature 2: %llu of %llu candidate rows fetched whole\n",
+           (unsigned long long)sa.candidate_fallbacks, (unsigned long long)sa.candidate_rows);
+    if (strcmp(model_path(), DEFAULT_MODEL) == 0) ck_assert_uint_gt(sa.candidate_fallbacks, 0);
+    ck_assert_uint_le(sa.candidate_fallbacks, sa.candidate_rows);
 }
 END_TEST
 
@@ -486,6 +549,7 @@ Suite *topk_suite(void) {
 #endif
     tcase_add_test(tc, test_llama_forward_topk);
     tcase_add_test(tc, test_engine_candidates_match_full_rows);
+    tcase_add_test(tc, test_engine_walk_matches_full_rows);
     suite_add_tcase(s, tc);
     return s;
 }
