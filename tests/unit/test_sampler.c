@@ -1,7 +1,8 @@
 // Unit tests for engine/sampler: greedy and truncation rules, seeded reproducibility,
 // distributions (fixed seeds, so deterministic, with chi-square bounds far from the typical
 // value), penalties against a plain reimplementation, logit bias, raw logprobs against a
-// double-precision log-softmax, stop ids and parameter validation.
+// double-precision log-softmax, stop ids and parameter validation; draws from top-k candidates
+// (greedy, top-k, and the walk without top-k with its NEED_ROW fallback) against the whole row.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -1068,7 +1069,7 @@ static long check_walk(const float *l, int n, float t, float top_p, float min_p,
                        int n_draws, uint64_t seed) {
     int *order = malloc(sizeof(int) * (size_t)n);
     double *pr = malloc(sizeof(double) * (size_t)n), *wrong = malloc(sizeof(double) * (size_t)n);
-    bool *keep = malloc(sizeof(bool) * (size_t)n);
+    bool *keep = calloc((size_t)n, sizeof(bool));
     long *count = calloc((size_t)n, sizeof(long));
     ref_order(l, n, order);
     ref_softmax(l, n, t, NULL, pr);

@@ -2,8 +2,9 @@
 // naive selection written here; the CPU backend and the CUDA backend (skipped without a device,
 // also inside a captured graph) against the reference, bit for bit on values and ids, lse within
 // 1e-6 relative; hl_llama_forward_topk against hl_llama_forward on the same step; and the engine:
-// greedy and seeded top-k requests give the same tokens (and logprobs) from candidates as from
-// whole rows (hl_engine_params.full_logits). Rows: random, heavy ties, -inf holes, ±0, NaN/+inf.
+// greedy, seeded top-k and seeded temperature / top_p / min_p requests (the walk, with its
+// fallback to whole rows) give the same tokens (and logprobs) from candidates as from whole rows
+// (hl_engine_params.full_logits). The op's lse at an inv_temp per row is checked the same way. Rows: random, heavy ties, -inf holes, ±0, NaN/+inf.
 // Seed from the clock or HL_TEST_SEED, printed in failures.
 #include <check.h>
 #include <math.h>
