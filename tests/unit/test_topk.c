@@ -4,8 +4,9 @@
 // 1e-6 relative; hl_llama_forward_topk against hl_llama_forward on the same step; and the engine:
 // greedy, seeded top-k and seeded temperature / top_p / min_p requests (the walk, with its
 // fallback to whole rows) give the same tokens (and logprobs) from candidates as from whole rows
-// (hl_engine_params.full_logits). The op's lse at an inv_temp per row is checked the same way. Rows: random, heavy ties, -inf holes, ±0, NaN/+inf.
-// Seed from the clock or HL_TEST_SEED, printed in failures.
+// (hl_engine_params.full_logits). The op's lse at an inv_temp per row is checked the same way.
+// Rows: random, heavy ties, -inf holes, ±0, NaN/+inf. Seed from the clock or HL_TEST_SEED,
+// printed in failures.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
