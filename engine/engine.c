@@ -710,7 +710,8 @@ static const hl_sched_step *run_step(hl_engine *e) {
     e->n_forward++;
     if (e->n_forward == e->p.profile_first) profile_mark(e, true);
     const int rc = e->tk_k > 0 ? hl_llama_forward_topk(e->llama, e->lseqs, st->n_items, e->tk_k, e->tk_itemp,
-                                                       e->tk_vals, e->tk_ids, e->tk_lse, e->tk_full, e->logits, &err)
+                                                       e->tk_vals, e->tk_ids, e->tk_lse, e->tk_full, e->logits,
+                                                       &err)
                                : hl_llama_forward(e->llama, e->lseqs, st->n_items, e->logits, &err);
     if (e->n_forward == e->p.profile_last) profile_mark(e, false);
     if (rc != HL_OK) {

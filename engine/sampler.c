@@ -488,7 +488,9 @@ static double exp_weights(const float *restrict v, float *restrict w, int n, flo
 }
 
 // The log-sum-exp at 1 / inv_t of a row with maximum max and exp_weights sum `sum`.
-static float lse_of(double sum, float max, float inv_t) { return (float)((double)max * (double)inv_t + log(sum)); }
+static float lse_of(double sum, float max, float inv_t) {
+    return (float)((double)max * (double)inv_t + log(sum));
+}
 
 // Σ exp((x - max) * inv_t) over the row, as its float log-sum-exp carries it: both paths of a
 // walk derive the row's mass from the same float, so they agree to the bit (the rounding of
@@ -663,8 +665,8 @@ static int32_t walk_sorted_row(hl_sampler *s, float lse_t, double u) {
     return walk(s, s->cands, n, true, lse_t, u);
 }
 
-// A point of the walk past the best HL_SAMPLER_WALK_K: a token's rank (best first), its id, and the mass of
-// the tokens up to it, itself included.
+// A point of the walk past the best HL_SAMPLER_WALK_K: a token's rank (best first), its id,
+// and the mass of the tokens up to it, itself included.
 typedef struct walk_pos {
     int rank;
     int32_t id;
@@ -700,9 +702,9 @@ static bool walk_cross(hl_sampler *s, double target, bool strict, walk_pos *at) 
 }
 
 // A walk the best HL_SAMPLER_WALK_K did not settle (so no candidate set, at most that many,
-// can observe how it goes on): the row bucketed by logit (weights from s->wts), then the nucleus end, the min_p cut and
-// the draw each found by walk_cross. Where rounding leaves a target past the end, the whole
-// row is sorted and walked.
+// can observe how it goes on): the row bucketed by logit (weights from s->wts), then the
+// nucleus end, the min_p cut and the draw each found by walk_cross. Where rounding leaves a
+// target past the end, the whole row is sorted and walked.
 static int32_t walk_deep(hl_sampler *s, float max, float lse_t, double u) {
     const float inv_t = 1.0f / s->p.temperature;
     const double z = mass_of(lse_t, max, inv_t);
