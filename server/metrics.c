@@ -186,6 +186,11 @@ static void render_engine(hl_buf *out, const hl_engine_stats *st) {
            (double)st->prompt_tokens);
     metric(out, "halyard_engine_generation_tokens_total", "counter", "Tokens the engine generated.",
            (double)st->generated_tokens);
+    metric(out, "halyard_sampling_candidate_rows_total", "counter",
+           "Logit rows sampled from their top-k candidates instead of the whole row.", (double)st->candidate_rows);
+    metric(out, "halyard_sampling_candidate_fallbacks_total", "counter",
+           "Candidate rows whose draw fell past the candidates and fetched the whole row.",
+           (double)st->candidate_fallbacks);
     render_batch_hist(out, st);
 }
 

@@ -419,7 +419,8 @@ START_TEST(test_metrics_text) {
     hl_metrics_observe(m, &(hl_metrics_sample){.model = "x", .endpoint = "chat", .status = 400,
                                                .ttft_ms = -1, .tpot_ms = -1, .e2e_ms = -1, .queue_ms = -1});
     hl_engine_stats st = {.running = 3, .kv_blocks_total = 100, .kv_blocks_used = 25, .prefix_queries = 10,
-                          .prefix_hits = 4, .batch_size_hist = {5, 1, 0, 0, 0, 0, 0, 2}};
+                          .prefix_hits = 4, .batch_size_hist = {5, 1, 0, 0, 0, 0, 0, 2},
+                          .candidate_rows = 77, .candidate_fallbacks = 5};
     hl_buf b = {0};
     hl_metrics_render(m, &st, &b);
     const char *want[] = {
@@ -438,6 +439,8 @@ START_TEST(test_metrics_text) {
         "halyard_requests_running 3\n",
         "halyard_kv_cache_usage_ratio 0.25\n",
         "halyard_prefix_cache_hit_ratio 0.40000000000000002\n",
+        "halyard_sampling_candidate_rows_total 77\n",
+        "halyard_sampling_candidate_fallbacks_total 5\n",
         "halyard_batch_size_bucket{le=\"1\"} 5\n",
         "halyard_batch_size_bucket{le=\"3\"} 6\n",
         "halyard_batch_size_bucket{le=\"127\"} 6\n",
