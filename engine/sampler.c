@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "kernels/cpu/topk.h"
+
 #define N_BUCKETS 4096 // logit buckets of a walk past the best candidates (see bucket_row)
 
-// One candidate token: its value (an adjusted logit, later an unnormalized probability).
-typedef struct cand {
-    float v;
-    int32_t id;
-} cand;
+// One candidate token: its value (an adjusted logit, later an unnormalized probability) and id;
+// the entry of the CPU top-k selection, which the sampler shares (hl_cpu_topk_select).
+typedef hl_cpu_topk_entry cand;
 
 // Penalty counts of one distinct token.
 typedef struct tok_count {
@@ -376,50 +376,11 @@ static int load_logits(hl_sampler *s, const float *logits, hl_error *err) {
 
 // ---- selection ----
 
-// True when a ranks below b: lower value, or equal value and higher id (lower ids win ties).
-static inline bool ranks_below(cand a, cand b) { return a.v < b.v || (a.v == b.v && a.id > b.id); }
-
-// Min-heap by rank (the root is the worst kept candidate).
-static void sift_down(cand *h, int n, int i) {
-    for (;;) {
-        int l = 2 * i + 1, m = i;
-        if (l < n && ranks_below(h[l], h[m])) m = l;
-        if (l + 1 < n && ranks_below(h[l + 1], h[m])) m = l + 1;
-        if (m == i) return;
-        cand t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
-    }
-}
-
-// Pushes (v, id) into the heap of the k best when it beats the worst kept one.
-static inline void heap_offer(cand *h, int k, float v, int32_t id) {
-    if (v <= h[0].v) return; // equal value: the kept one has the lower id
-    h[0] = (cand){v, id};
-    sift_down(h, k, 0);
-}
-
-// The k best of v[0..n) into out[0..k), best first (ties: lower id first). One O(n) pass that
-// skips whole blocks of 8 below the worst kept value, plus O(log k) per heap change; v must
-// hold no NaN.
+// The k best of v[0..n) into out[0..k), best first (ties: lower id first); v holds no NaN, so
+// all k are found.
 static void select_top(const float *v, int n, int k, cand *out) {
-    for (int i = 0; i < k; i++) out[i] = (cand){v[i], i};
-    for (int i = k / 2 - 1; i >= 0; i--) sift_down(out, k, i);
-    int i = k;
-    for (; i + 8 <= n; i += 8) {
-        float m = v[i];
-        for (int j = 1; j < 8; j++) m = v[i + j] > m ? v[i + j] : m;
-        if (m <= out[0].v) continue; // hot: almost every block stops here
-        for (int j = 0; j < 8; j++) heap_offer(out, k, v[i + j], i + j);
-    }
-    for (; i < n; i++) heap_offer(out, k, v[i], i);
-    for (int end = k - 1; end > 0; end--) { // heap sort: the worst goes to the back
-        cand t = out[0];
-        out[0] = out[end];
-        out[end] = t;
-        sift_down(out, end, 0);
-    }
+    const int found = hl_cpu_topk_select(v, n, k, out);
+    HL_ASSERT(found == k);
 }
 
 // Largest of v[0..n) (no NaN), in 8 lanes so the compiler vectorizes it.

@@ -5,10 +5,7 @@
 
 #include "kernels/backend.h"
 
-typedef struct entry {
-    float v;
-    int32_t id;
-} entry;
+typedef hl_cpu_topk_entry entry;
 
 // True when a ranks below b: lower value, or equal value and higher column.
 static inline bool ranks_below(entry a, entry b) { return a.v < b.v || (a.v == b.v && a.id > b.id); }
@@ -45,9 +42,8 @@ static void heap_sort(entry *h, int k) {
     }
 }
 
-// The k best of x into h, best first; the number of non-NaN values found when they are fewer
-// than k (h then holds all of them), else k.
-static int select_best(const float *x, int n, int k, entry *h) {
+int hl_cpu_topk_select(const float *x, int n, int k, hl_cpu_topk_entry *h) {
+    HL_ASSERT(k >= 1 && k <= n);
     int filled = 0, i = 0;
     for (; i < n && filled < k; i++) {
         if (x[i] == x[i]) h[filled++] = (entry){x[i], i};
@@ -132,7 +128,7 @@ static float log_sum_exp(const float *x, int n, float it) {
 void hl_cpu_topk_row(const float *x, int n, int k, float inv_temp, float *vals, int32_t *ids, float *lse) {
     HL_ASSERT(k >= 1 && k <= n && k <= HL_TOPK_MAX);
     entry h[HL_TOPK_MAX];
-    const int m = select_best(x, n, k, h);
+    const int m = hl_cpu_topk_select(x, n, k, h);
     for (int i = 0; i < k; i++) {
         vals[i] = i < m ? h[i].v : -INFINITY;
         ids[i] = i < m ? h[i].id : -1;

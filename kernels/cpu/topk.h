@@ -18,3 +18,17 @@
 // reference within about 1e-7 relative and bit-equal to what engine/sampler.c computes on the
 // whole row. Allocates nothing.
 void hl_cpu_topk_row(const float *x, int n, int k, float inv_temp, float *vals, int32_t *ids, float *lse);
+
+// One kept entry of a selection: a value and its column.
+typedef struct hl_cpu_topk_entry {
+    float v;
+    int32_t id;
+} hl_cpu_topk_entry;
+
+// The selection of hl_cpu_topk_row on its own, for any k (1 <= k <= n): the k largest values of
+// x[0..n) and their columns into best[0..k) (caller-owned), best first, equal values lower column
+// first, NaN never taken. Returns how many it found: k, or fewer when x holds fewer than k
+// non-NaN values (best then holds all of them, best first). One pass with best[] as a min-heap
+// that skips blocks of 8 below its worst entry; allocates nothing. engine/sampler.c selects with
+// it too, so both give the same entries in the same order.
+int hl_cpu_topk_select(const float *x, int n, int k, hl_cpu_topk_entry *best);
