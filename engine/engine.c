@@ -17,6 +17,9 @@
 // timed-out requests (their blocks go back at once); schedule (engine/sched); run one forward
 // pass over the batch; sample each sequence whose chunk reached its end (forking the n > 1
 // choices off choice 0 when its prompt is done); push the events and the stats under the lock.
+//
+// Embedding jobs share the streams, the lock and the queue limit with generation; what a job
+// computes (checks, forward passes, pooling) is engine/embed_job's, called from embed_step.
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/embed_job.h"
 #include "engine/kv_cache.h"
 #include "engine/llama.h"
 #include "engine/model.h"
@@ -77,12 +81,7 @@ typedef struct request {
 // An embedding job (hl_engine_embed_submit): built by the submitting thread, then the engine's.
 typedef struct embed_job {
     stream *st;              // shared; its guarded fields under e->mu
-    hl_embed_params p;
-    int n_inputs;
-    int32_t *tokens;         // every input back to back; owned
-    int *start;              // (n_inputs + 1) offsets of the inputs in tokens; owned
-    float *out;              // (n_inputs, dim) owned until handed to the stream
-    int next;                // inputs done
+    hl_embed_job job;        // its inputs and vectors (out: owned until handed to the stream)
     bool cancelled;          // copied from st->cancel under the lock (engine thread)
     double t_submit, t_sched;
     struct embed_job *next_job; // pending queue, then the engine's live list
@@ -139,9 +138,7 @@ struct hl_engine {
     embed_job *embed_head, *embed_tail; // guarded by e->mu: submitted, not yet taken
     int n_embed_jobs;        // guarded by e->mu: submitted and not finished
     embed_job *embed_live;   // engine thread: taken jobs, oldest first
-    float *hidden;           // engine thread: (max_batched_tokens, dim), allocated for the first job
-    double *pool_sum;        // engine thread: (dim)
-    hl_kv_seq *embed_kv;     // engine thread: (max_seqs) blocks borrowed for one forward pass
+    hl_embed_job_ctx emb;    // limits set at load (read by any thread); scratch: engine thread
 };
 
 hl_engine_params hl_engine_default_params(void) {
@@ -269,6 +266,28 @@ static int stream_pop(stream *st, hl_event *ev, int max) {
     return k;
 }
 
+// A new stream with its eventfd; NULL + HL_ERR_IO when there is no eventfd to be had.
+static stream *stream_open(int n_choices, hl_error *err) {
+    const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) {
+        hl_errorf(err, HL_ERR_IO, "eventfd: %s", strerror(errno));
+        return NULL;
+    }
+    return stream_create(efd, n_choices);
+}
+
+// Gives st a new id and puts it in the table, unless the engine is stopping or n_queued
+// requests and jobs wait already (HL_ERR_BUSY; st is left to the caller to free).
+static int stream_register_locked(hl_engine *e, stream *st, int n_queued, hl_error *err) {
+    if (e->stopping || n_queued >= e->p.max_waiting)
+        return hl_errorf(err, HL_ERR_BUSY, e->stopping ? "the engine is shutting down"
+                                                       : "too many queued requests (max_waiting)");
+    st->id = ++e->next_id;
+    st->hnext = *bucket_of(e, st->id);
+    *bucket_of(e, st->id) = st;
+    return HL_OK;
+}
+
 // ---- requests (engine thread, except build/free at submit) ----
 
 static void request_free(request *r) {
@@ -346,26 +365,21 @@ int hl_engine_submit(hl_engine *e, const int32_t *tokens, int n_tokens, const hl
     if (rc != HL_OK) return rc;
     request *r = request_build(e, tokens, n_tokens, p, err);
     if (!r) return err ? err->code : HL_ERR_INVAL;
-    const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd < 0) {
-        rc = hl_errorf(err, HL_ERR_IO, "eventfd: %s", strerror(errno));
+    stream *st = stream_open(r->n, err);
+    if (!st) {
         request_free(r);
-        return rc;
+        return HL_ERR_IO;
     }
-    stream *st = stream_create(efd, r->n);
     pthread_mutex_lock(&e->mu);
-    if (e->stopping || e->n_pending + e->stats.waiting >= e->p.max_waiting) {
-        const bool stopping = e->stopping;
+    rc = stream_register_locked(e, st, e->n_pending + e->stats.waiting, err);
+    if (rc != HL_OK) {
         pthread_mutex_unlock(&e->mu);
         stream_free(st);
         request_free(r);
-        return hl_errorf(err, HL_ERR_BUSY, stopping ? "the engine is shutting down"
-                                                    : "too many queued requests (max_waiting)");
+        return rc;
     }
-    st->id = r->id = ++e->next_id;
+    r->id = st->id;
     r->st = st;
-    st->hnext = *bucket_of(e, st->id);
-    *bucket_of(e, st->id) = st;
     if (e->pending_tail) e->pending_tail->next = r;
     else e->pending_head = r;
     e->pending_tail = r;
@@ -760,103 +774,35 @@ static void intake_locked(hl_engine *e) {
 
 // ---- embeddings (engine thread, except submit / result / embed) ----
 
-hl_embed_params hl_embed_default_params(void) {
-    return (hl_embed_params){.pooling = HL_POOLING_MEAN, .normalize = true};
-}
-
 int hl_engine_embed_dim(const hl_engine *e) { return e->model->cfg.dim; }
-
-void hl_embed_l2_normalize(float *v, int n) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)v[i] * v[i];
-    if (!(ss > 0)) return;
-    const double inv = 1.0 / sqrt(ss);
-    for (int i = 0; i < n; i++) v[i] = (float)(v[i] * inv);
-}
 
 static void embed_job_free(embed_job *j) {
     if (!j) return;
-    free(j->tokens);
-    free(j->start);
-    free(j->out);
+    hl_embed_job_deinit(&j->job);
     free(j);
-}
-
-static int input_len(const embed_job *j, int i) { return j->start[i + 1] - j->start[i]; }
-
-static int blocks_for(int n_tokens) { return (n_tokens + HL_KV_BLOCK - 1) / HL_KV_BLOCK; }
-
-static int check_embed(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
-                       const hl_embed_params *p, hl_error *err) {
-    if (!tokens || !start || n_inputs < 1) return hl_errorf(err, HL_ERR_INVAL, "no input to embed");
-    if (p->pooling != HL_POOLING_MEAN && p->pooling != HL_POOLING_LAST)
-        return hl_errorf(err, HL_ERR_INVAL, "unknown pooling %d", (int)p->pooling);
-    if (start[0] < 0) return hl_errorf(err, HL_ERR_INVAL, "input offsets must start at >= 0");
-    for (int i = 0; i < n_inputs; i++) {
-        const int64_t n = (int64_t)start[i + 1] - start[i];
-        if (n < 1) return hl_errorf(err, HL_ERR_INVAL, "input %d is empty", i);
-        if (n > e->max_ctx)
-            return hl_errorf(err, HL_ERR_INVAL, "input %d has %lld tokens; the context holds %d", i, (long long)n,
-                             e->max_ctx);
-        for (int t = start[i]; t < start[i + 1]; t++) {
-            if (tokens[t] < 0 || tokens[t] >= e->n_vocab)
-                return hl_errorf(err, HL_ERR_INVAL, "input %d: token id %d is outside the vocabulary of %d", i,
-                                 tokens[t], e->n_vocab);
-        }
-    }
-    return HL_OK;
-}
-
-// A job over checked inputs; NULL + HL_ERR_NOMEM when its output cannot be allocated.
-static embed_job *embed_job_build(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
-                                  const hl_embed_params *p, hl_error *err) {
-    const size_t n_tokens = (size_t)(start[n_inputs] - start[0]);
-    const size_t n_floats = (size_t)n_inputs * (size_t)e->model->cfg.dim;
-    embed_job *j = hl_xcalloc(1, sizeof(*j));
-    j->p = *p;
-    j->n_inputs = n_inputs;
-    j->t_submit = hl_time_ms();
-    j->out = malloc(n_floats * sizeof(float));
-    j->tokens = malloc(n_tokens * sizeof(int32_t));
-    j->start = malloc((size_t)(n_inputs + 1) * sizeof(int));
-    if (!j->out || !j->tokens || !j->start) {
-        embed_job_free(j);
-        hl_errorf(err, HL_ERR_NOMEM, "cannot allocate an embedding job of %d inputs", n_inputs);
-        return NULL;
-    }
-    memcpy(j->tokens, tokens + start[0], n_tokens * sizeof(int32_t));
-    for (int i = 0; i <= n_inputs; i++) j->start[i] = start[i] - start[0];
-    return j;
 }
 
 int hl_engine_embed_submit(hl_engine *e, const int32_t *tokens, const int *start, int n_inputs,
                            const hl_embed_params *p, uint64_t *id, hl_error *err) {
     hl_embed_params defaults = hl_embed_default_params();
     if (!p) p = &defaults;
-    int rc = check_embed(e, tokens, start, n_inputs, p, err);
-    if (rc != HL_OK) return rc;
-    embed_job *j = embed_job_build(e, tokens, start, n_inputs, p, err);
-    if (!j) return HL_ERR_NOMEM;
-    const int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd < 0) {
-        rc = hl_errorf(err, HL_ERR_IO, "eventfd: %s", strerror(errno));
+    embed_job *j = hl_xcalloc(1, sizeof(*j));
+    int rc = hl_embed_job_init(&j->job, &e->emb, tokens, start, n_inputs, p, err);
+    stream *st = rc == HL_OK ? stream_open(1, err) : NULL;
+    if (!st) {
         embed_job_free(j);
-        return rc;
+        return rc != HL_OK ? rc : HL_ERR_IO;
     }
-    stream *st = stream_create(efd, 1);
+    j->t_submit = hl_time_ms();
     pthread_mutex_lock(&e->mu);
-    if (e->stopping || e->n_pending + e->stats.waiting + e->n_embed_jobs >= e->p.max_waiting) {
-        const bool stopping = e->stopping;
+    rc = stream_register_locked(e, st, e->n_pending + e->stats.waiting + e->n_embed_jobs, err);
+    if (rc != HL_OK) {
         pthread_mutex_unlock(&e->mu);
         stream_free(st);
         embed_job_free(j);
-        return hl_errorf(err, HL_ERR_BUSY, stopping ? "the engine is shutting down"
-                                                    : "too many queued requests (max_waiting)");
+        return rc;
     }
-    st->id = ++e->next_id;
     j->st = st;
-    st->hnext = *bucket_of(e, st->id);
-    *bucket_of(e, st->id) = st;
     if (e->embed_tail) e->embed_tail->next_job = j;
     else e->embed_head = j;
     e->embed_tail = j;
@@ -918,9 +864,9 @@ static void embed_intake_locked(hl_engine *e) {
 static void embed_finish(hl_engine *e, embed_job *j, enum hl_finish_reason why, const char *msg) {
     pthread_mutex_lock(&e->mu);
     if (why == HL_FINISH_STOP) {
-        j->st->embed = j->out;
-        j->st->n_embed = j->n_inputs;
-        j->out = NULL;
+        j->st->embed = j->job.out;
+        j->st->n_embed = j->job.n_inputs;
+        j->job.out = NULL;
     }
     e->n_embed_jobs--;
     pthread_mutex_unlock(&e->mu);
@@ -930,7 +876,7 @@ static void embed_finish(hl_engine *e, embed_job *j, enum hl_finish_reason why, 
     ev->finish = why;
     ev->logprob = NAN;
     ev->t_ms = now;
-    ev->prompt_tokens = j->start[j->n_inputs];
+    ev->prompt_tokens = j->job.start[j->job.n_inputs];
     ev->queue_ms = (j->t_sched > 0 ? j->t_sched : now) - j->t_submit;
     ev->total_ms = now - j->t_submit;
     if (msg) snprintf(ev->error, sizeof ev->error, "%s", msg);
@@ -938,96 +884,6 @@ static void embed_finish(hl_engine *e, embed_job *j, enum hl_finish_reason why, 
     while (*pp != j) pp = &(*pp)->next_job;
     *pp = j->next_job;
     embed_job_free(j);
-}
-
-// Adds rows (n rows of dim floats) to sum, in row order.
-static void sum_rows(double *sum, const float *rows, int n, int dim) {
-    for (int r = 0; r < n; r++) {
-        const float *row = rows + (size_t)r * (size_t)dim;
-        for (int d = 0; d < dim; d++) sum[d] += row[d];
-    }
-}
-
-// Writes input i's vector: the mean (sum / its length) or its last row, then normalized if asked.
-static void embed_store(hl_engine *e, embed_job *j, int i, const double *sum, const float *last_row) {
-    const int dim = e->model->cfg.dim, n = input_len(j, i);
-    float *v = j->out + (size_t)i * (size_t)dim;
-    if (j->p.pooling == HL_POOLING_LAST) {
-        memcpy(v, last_row, sizeof(float) * (size_t)dim);
-    } else {
-        for (int d = 0; d < dim; d++) v[d] = (float)(sum[d] / n);
-    }
-    if (j->p.normalize) hl_embed_l2_normalize(v, dim);
-}
-
-// Runs as many whole inputs of j as fit one forward pass (budget, sequences, free blocks).
-// HL_ERR_BUSY when not even the next input has enough free blocks now.
-static int embed_packed(hl_engine *e, embed_job *j, hl_error *err) {
-    const int dim = e->model->cfg.dim, n_free = hl_kv_cache_n_free(e->kv);
-    int k = 0, n_tokens = 0, n_blocks = 0;
-    while (j->next + k < j->n_inputs && k < e->p.max_seqs) {
-        const int n = input_len(j, j->next + k);
-        if (n_tokens + n > e->p.max_batched_tokens || n_blocks + blocks_for(n) > n_free) break;
-        n_tokens += n;
-        n_blocks += blocks_for(n);
-        k++;
-    }
-    if (k == 0) return hl_errorf(err, HL_ERR_BUSY, "too few free KV blocks");
-    int rc = HL_OK;
-    for (int i = 0; i < k && rc == HL_OK; i++) {
-        const int in = j->next + i;
-        rc = hl_kv_cache_seq_reserve(e->kv, &e->embed_kv[i], input_len(j, in), err);
-        e->lseqs[i] = (hl_llama_seq){.tokens = j->tokens + j->start[in], .n_tokens = input_len(j, in),
-                                     .blocks = e->embed_kv[i].blocks, .n_blocks = e->embed_kv[i].n_blocks};
-    }
-    if (rc == HL_OK) rc = hl_llama_forward_hidden(e->llama, e->lseqs, k, e->hidden, err);
-    for (int i = 0; i < k; i++) hl_kv_cache_seq_release(e->kv, &e->embed_kv[i]);
-    if (rc != HL_OK) return rc;
-    const float *rows = e->hidden;
-    for (int i = 0; i < k; i++) {
-        const int n = input_len(j, j->next + i);
-        memset(e->pool_sum, 0, sizeof(double) * (size_t)dim);
-        sum_rows(e->pool_sum, rows, n, dim);
-        embed_store(e, j, j->next + i, e->pool_sum, rows + (size_t)(n - 1) * (size_t)dim);
-        rows += (size_t)n * (size_t)dim;
-    }
-    j->next += k;
-    e->step_prompt_tokens += (uint64_t)n_tokens;
-    return HL_OK;
-}
-
-// Runs j's next input, longer than one step's budget, in back-to-back chunks on blocks held only
-// meanwhile (so no generation step ever sees them). HL_ERR_BUSY when too few blocks are free.
-static int embed_long(hl_engine *e, embed_job *j, hl_error *err) {
-    const int dim = e->model->cfg.dim, in = j->next, n = input_len(j, in), budget = e->p.max_batched_tokens;
-    if (blocks_for(n) > hl_kv_cache_n_free(e->kv)) return hl_errorf(err, HL_ERR_BUSY, "too few free KV blocks");
-    hl_kv_seq *seq = &e->embed_kv[0];
-    int rc = hl_kv_cache_seq_reserve(e->kv, seq, n, err), nt = 0;
-    memset(e->pool_sum, 0, sizeof(double) * (size_t)dim);
-    for (int p = 0; p < n && rc == HL_OK; p += nt) {
-        nt = n - p < budget ? n - p : budget;
-        const hl_llama_seq s = {.tokens = j->tokens + j->start[in] + p, .n_tokens = nt, .n_past = p,
-                                .blocks = seq->blocks, .n_blocks = seq->n_blocks};
-        rc = hl_llama_forward_hidden(e->llama, &s, 1, e->hidden, err);
-        if (rc == HL_OK) sum_rows(e->pool_sum, e->hidden, nt, dim);
-    }
-    hl_kv_cache_seq_release(e->kv, seq);
-    if (rc != HL_OK) return rc;
-    embed_store(e, j, in, e->pool_sum, e->hidden + (size_t)(nt - 1) * (size_t)dim); // last chunk's last row
-    j->next++;
-    e->step_prompt_tokens += (uint64_t)n;
-    return HL_OK;
-}
-
-// Scratch of the embedding path, allocated for the first job. HL_ERR_NOMEM when it cannot be.
-static int embed_buffers(hl_engine *e, hl_error *err) {
-    if (e->hidden) return HL_OK;
-    const size_t dim = (size_t)e->model->cfg.dim;
-    e->hidden = malloc(sizeof(float) * (size_t)e->p.max_batched_tokens * dim);
-    if (!e->hidden) return hl_errorf(err, HL_ERR_NOMEM, "cannot allocate the hidden-state buffer");
-    e->pool_sum = hl_xmalloc(sizeof(double) * dim);
-    e->embed_kv = hl_xcalloc((size_t)e->p.max_seqs, sizeof(hl_kv_seq));
-    return HL_OK;
 }
 
 // Ends every cancelled job at once (not only the oldest: a client that went away frees its
@@ -1042,16 +898,14 @@ static void embed_step(hl_engine *e) {
     if (!j) return;
     if (j->t_sched == 0) j->t_sched = hl_time_ms();
     hl_error err = {0};
-    int rc = embed_buffers(e, &err);
-    if (rc == HL_OK) rc = input_len(j, j->next) > e->p.max_batched_tokens ? embed_long(e, j, &err)
-                                                                          : embed_packed(e, j, &err);
+    const int rc = hl_embed_job_run(&e->emb, &j->job, &e->step_prompt_tokens, &err);
     if (rc == HL_ERR_BUSY && e->live) return; // generation holds the blocks: retry after its next step
     if (rc != HL_OK) {
         hl_log(HL_LOG_ERROR, "engine: embedding failed: %s", err.msg);
         embed_finish(e, j, HL_FINISH_ERROR, err.msg);
         return;
     }
-    if (j->next == j->n_inputs) embed_finish(e, j, HL_FINISH_STOP, NULL);
+    if (j->job.next == j->job.n_inputs) embed_finish(e, j, HL_FINISH_STOP, NULL);
 }
 
 static void *engine_main(void *arg) {
@@ -1200,6 +1054,9 @@ static int load(hl_engine *e, hl_error *err) {
     e->tk_itemp = hl_xmalloc(sizeof(float) * (size_t)e->p.max_seqs);
     e->tk_full = hl_xcalloc((size_t)e->p.max_seqs, sizeof(bool));
     e->lseqs = hl_xcalloc((size_t)e->p.max_seqs, sizeof(hl_llama_seq));
+    e->emb = (hl_embed_job_ctx){.llama = e->llama, .kv = e->kv, .dim = e->model->cfg.dim, .n_vocab = e->n_vocab,
+                                .max_ctx = e->max_ctx, .max_batched_tokens = e->p.max_batched_tokens,
+                                .max_seqs = e->p.max_seqs};
     return HL_OK;
 }
 
@@ -1252,9 +1109,7 @@ void hl_engine_free(hl_engine *e) {
         next = j->next_job;
         embed_job_free(j);
     }
-    free(e->hidden);
-    free(e->pool_sum);
-    free(e->embed_kv);
+    hl_embed_job_ctx_deinit(&e->emb);
     free(e->out);
     free(e->logits);
     free(e->tk_vals);
