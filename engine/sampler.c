@@ -405,44 +405,20 @@ static int argmax(const float *v, int n) {
     return i;
 }
 
-// exp(x) for x <= 0, and exactly 0 below -87 (so -inf, a masked token, weighs 0). Cephes'
-// expf polynomial, relative error below 1e-7. Written without branches or selects because
-// GCC vectorizes it at -O2 only then (no if-conversion); libm's expf costs ~4x more per token.
-static inline float exp_nonpos(float x) {
-    union { float f; int32_t i; } u = {.f = x};
-    int32_t ax = u.i & 0x7fffffff;                                     // bits of |x|
-    int32_t over = -(int32_t)((uint32_t)(0x42ae0000 - ax) >> 31);       // -1 when |x| > 87
-    u.i = (ax & ~over) | (0x42ae0000 & over);                           // |x| clamped to 87
-    float xc = -u.f;
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2)
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;              // x - n ln 2, in two parts
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } y = {.i = ((int32_t)n + 127) << 23}; // 2^n, n in [-126, 0]
-    y.f *= p;
-    y.i &= ~over;
-    return y.f;
-}
-
 // w[i] = exp((v[i] - max) * inv_t) (max >= every v[i]); returns their sum, each block of 8
 // summed in float and the blocks in double (the topk op of the CPU backend sums the same way, so
 // its log-sum-exp is this one's bits). hot: a whole-row draw spends its time here.
 static double exp_weights(const float *restrict v, float *restrict w, int n, float max, float inv_t) {
     double sum = 0.0;
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int j = 0; j < 8; j++) w[i + j] = exp_nonpos((v[i + j] - max) * inv_t); // vectorized
+    for (; i + 8 <= n; i += 8) { // vectorized
+        for (int j = 0; j < 8; j++) w[i + j] = hl_cpu_topk_exp_nonpos((v[i + j] - max) * inv_t);
         float acc = 0.0f;
         for (int j = 0; j < 8; j++) acc += w[i + j];
         sum += acc;
     }
     for (; i < n; i++) {
-        w[i] = exp_nonpos((v[i] - max) * inv_t);
+        w[i] = hl_cpu_topk_exp_nonpos((v[i] - max) * inv_t);
         sum += w[i];
     }
     return sum;
@@ -508,7 +484,7 @@ static int pick_sorted(hl_sampler *s, cand *c, int k, int32_t *token, hl_error *
     if (max == -INFINITY) return all_banned(err);
     double total = 0.0;
     for (int i = 0; i < k; i++) {
-        c[i].v = exp_nonpos((c[i].v - max) * inv_t);
+        c[i].v = hl_cpu_topk_exp_nonpos((c[i].v - max) * inv_t);
         total += c[i].v;
     }
     int n = s->p.top_p < 1.0f ? nucleus_len(c, k, total, s->p.top_p) : k;
@@ -541,7 +517,7 @@ static int kept_prefix(const hl_sampler *s, const cand *c, int n, float inv_t, d
     const double want = (double)s->p.top_p * z;
     double cum = 0.0;
     for (int i = 0; i < n; i++) {
-        const float w = exp_nonpos((c[i].v - max) * inv_t);
+        const float w = hl_cpu_topk_exp_nonpos((c[i].v - max) * inv_t);
         if (w < s->p.min_p) { // never at i = 0 (w = 1), never without min_p
             *mass = cum;
             return i;
@@ -574,7 +550,7 @@ static int32_t walk(const hl_sampler *s, const cand *c, int n, bool complete, fl
     double cum = 0.0;
     int last = 0;
     for (int i = 0; i < keep; i++) {
-        const float w = exp_nonpos((c[i].v - max) * inv_t);
+        const float w = hl_cpu_topk_exp_nonpos((c[i].v - max) * inv_t);
         if (w <= 0.0f) continue;
         cum += w;
         last = i;
@@ -739,10 +715,10 @@ float hl_sampler_log_sum_exp(const float *logits, int n, float inv_temp) {
     int i = 0;
     for (; i + 8 <= n; i += 8) { // exp_weights' order, without writing the weights
         float acc = 0.0f;
-        for (int j = 0; j < 8; j++) acc += exp_nonpos((logits[i + j] - max) * inv_temp);
+        for (int j = 0; j < 8; j++) acc += hl_cpu_topk_exp_nonpos((logits[i + j] - max) * inv_temp);
         sum += acc;
     }
-    for (; i < n; i++) sum += exp_nonpos((logits[i] - max) * inv_temp);
+    for (; i < n; i++) sum += hl_cpu_topk_exp_nonpos((logits[i] - max) * inv_temp);
     return lse_of(sum, max, inv_temp);
 }
 

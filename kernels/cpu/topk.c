@@ -70,29 +70,6 @@ static inline uint32_t is_bad(float f) {
     return (b.u - 0x7f800000u < 0x00800000u) | (b.u > 0xff800000u);
 }
 
-// exp(x) for x <= 0, exactly 0 below -87; Cephes' polynomial (relative error < 1e-7), without
-// branches so that GCC vectorizes the loop that calls it.
-static inline float exp_nonpos(float x) {
-    union { float f; int32_t i; } u = {.f = x};
-    int32_t ax = u.i & 0x7fffffff;
-    int32_t over = -(int32_t)((uint32_t)(0x42ae0000 - ax) >> 31);       // -1 when |x| > 87
-    u.i = (ax & ~over) | (0x42ae0000 & over);
-    float xc = -u.f;
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2)
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } y = {.i = ((int32_t)n + 127) << 23};
-    y.f *= p;
-    y.i &= ~over;
-    return y.f;
-}
-
 // max * it + log Σ exp((x - max) * it), each block of 8 summed in float, the blocks in double:
 // the arithmetic of engine/sampler.c, so that its draws and logprobs from candidates are the
 // bits of its full-row path.
@@ -118,10 +95,10 @@ static float log_sum_exp(const float *x, int n, float it) {
     double sum = 0;
     for (i = 0; i + 8 <= n; i += 8) {
         float acc = 0;
-        for (int j = 0; j < 8; j++) acc += exp_nonpos((x[i + j] - max) * it);
+        for (int j = 0; j < 8; j++) acc += hl_cpu_topk_exp_nonpos((x[i + j] - max) * it);
         sum += acc;
     }
-    for (; i < n; i++) sum += exp_nonpos((x[i] - max) * it);
+    for (; i < n; i++) sum += hl_cpu_topk_exp_nonpos((x[i] - max) * it);
     return (float)((double)max * (double)it + log(sum));
 }
 

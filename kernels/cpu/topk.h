@@ -32,3 +32,29 @@ typedef struct hl_cpu_topk_entry {
 // that skips blocks of 8 below its worst entry; allocates nothing. engine/sampler.c selects with
 // it too, so both give the same entries in the same order.
 int hl_cpu_topk_select(const float *x, int n, int k, hl_cpu_topk_entry *best);
+
+// exp(x) for x <= 0, and exactly 0 below -87 (so -inf, a masked token, weighs 0). Cephes'
+// expf polynomial, relative error below 1e-7. Written without branches or selects because
+// GCC vectorizes it at -O2 only then (no if-conversion); libm's expf costs ~4x more per token.
+// The one exp of hl_cpu_topk_row's log-sum-exp and of engine/sampler.c's weights, so that the
+// sampler's draws from candidates are the bits of its full-row path.
+static inline float hl_cpu_topk_exp_nonpos(float x) {
+    union { float f; int32_t i; } u = {.f = x};
+    int32_t ax = u.i & 0x7fffffff;                                     // bits of |x|
+    int32_t over = -(int32_t)((uint32_t)(0x42ae0000 - ax) >> 31);       // -1 when |x| > 87
+    u.i = (ax & ~over) | (0x42ae0000 & over);                           // |x| clamped to 87
+    float xc = -u.f;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; // round(x / ln 2)
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;              // x - n ln 2, in two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } y = {.i = ((int32_t)n + 127) << 23}; // 2^n, n in [-126, 0]
+    y.f *= p;
+    y.i &= ~over;
+    return y.f;
+}
