@@ -134,6 +134,9 @@ static int check_outputs(const hl_sampler_params *p, int n_vocab, hl_error *err)
                          HL_SAMPLER_MAX_LOGPROBS, p->n_logprobs);
     if (p->n_logprobs > 0 && !p->logprobs)
         return hl_errorf(err, HL_ERR_INVAL, "top_logprobs needs logprobs to be true");
+    if (p->n_logprobs > n_vocab)
+        return hl_errorf(err, HL_ERR_INVAL, "top_logprobs (%d) exceeds the vocabulary of %d tokens", p->n_logprobs,
+                         n_vocab);
     if (p->max_tokens < -1 || p->max_tokens == 0)
         return hl_errorf(err, HL_ERR_INVAL, "max_tokens must be >= 1 (or -1 = no limit), got %d",
                          p->max_tokens);

@@ -718,6 +718,8 @@ START_TEST(test_validation_errors) {
     ok.max_tokens = 1;
     ck_assert_int_eq(hl_sampler_params_validate(&ok, 1000, NULL), HL_OK);
     ck_assert_int_eq(hl_sampler_params_validate(&ok, 0, NULL), HL_ERR_INVAL);
+    ck_assert_int_eq(hl_sampler_params_validate(&ok, 20, NULL), HL_OK);
+    ck_assert_int_eq(hl_sampler_params_validate(&ok, 19, NULL), HL_ERR_INVAL); // 20 top logprobs of 19 tokens
     // Bad input at run time.
     hl_sampler *s = make(&d, 4);
     hl_error err = {0};
