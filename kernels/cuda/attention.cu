@@ -240,8 +240,8 @@ template <int D, bool I8> __global__ void __launch_bounds__(128) attn_prefill_ke
     __shared__ half ks[PF_BK][KS];
     __shared__ half vs[PF_BK][D];
     __shared__ float qs[16][D];
-    const int kvh = blockIdx.x;
-    const int32_t *item = a.pf_item + 4 * blockIdx.y;
+    const int kvh = blockIdx.y;
+    const int32_t *item = a.pf_item + 4 * blockIdx.x;
     const int seq = item[0], first = item[1], n_tok = item[2], row0 = item[3];
     const int G = a.n_heads / a.n_kv_heads;
     const int n_rows = min(16, n_tok * G - row0);
@@ -425,8 +425,8 @@ __device__ static inline void fa_softmax(float (*s)[4], float (*o)[4], float *m,
 template <int D, bool I8> __global__ void __launch_bounds__(128) attn_fa_kernel(hl_cuda_attn_args a) {
     __shared__ __align__(16) half ks[FA_BN][D + FA_PAD]; // K tile; holds Q (FA_BM rows) at the start
     __shared__ __align__(16) half vs[FA_BN][D + FA_PAD];
-    const int kvh = blockIdx.x;
-    const int32_t *item = a.pf_item + 4 * (a.n_pf - 1 - (int)blockIdx.y);
+    const int kvh = blockIdx.y;
+    const int32_t *item = a.pf_item + 4 * (a.n_pf - 1 - (int)blockIdx.x);
     const int seq = item[0], first = item[1], n_tok = item[2], row0 = item[3];
     const int G = a.n_heads / a.n_kv_heads;
     const int n_rows = min(FA_BM, n_tok * G - row0);
@@ -541,7 +541,9 @@ template <int D, bool I8> static void attn_launch(hl_cuda_stream s, const hl_cud
         }
     }
     if (a->n_pf <= 0) return;
-    const dim3 grid((unsigned)a->n_kv_heads, (unsigned)a->n_pf);
+    // items on x: grid.y stops at 65,535, which a long prefill step (tokens x heads per KV
+    // head / rows per item) can pass
+    const dim3 grid((unsigned)a->n_pf, (unsigned)a->n_kv_heads);
     if constexpr (D == 64 || D == 128) attn_fa_kernel<D, I8><<<grid, 128, 0, s>>>(*a);
     else attn_prefill_kernel<D, I8><<<grid, 128, 0, s>>>(*a);
     HL_LAUNCH_CHECK();
