@@ -108,9 +108,10 @@ static bool cpu_supports(hl_backend *be, enum hl_op op, int type) {
     }
 }
 
-// Q4_0, Q4_1, Q5_0 and Q8_0 weights are repacked to X16 (repack.h) where the VNNI kernels run.
+// Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K weights are repacked to X16 (repack.h) where
+// the VNNI kernels run.
 static bool wants_x16(const cpu_ctx *c, int type, int64_t k) {
-    return c->isa == HL_CPU_ISA_VNNI && hl_repack_supports(type) && k % HL_QK == 0;
+    return c->isa == HL_CPU_ISA_VNNI && hl_repack_supports(type) && k % hl_repack_block_values(type) == 0;
 }
 
 static int cpu_upload_weight(hl_backend *be, hl_tensor *out, int type, const int64_t ne[2],
@@ -153,10 +154,12 @@ typedef struct rows_args {
 
 // Row `id` of an X16 table, dequantized block by block from its GGUF form.
 static void embed_x16_row(const hl_tensor *t, int64_t id, float *dst) {
-    uint8_t blk[64];
-    for (int64_t b = 0; b < t->ne[0] / HL_QK; b++) {
+    uint8_t blk[256]; // the largest supported GGUF block: Q6_K, 210 bytes
+    const int64_t qk = hl_repack_block_values(t->type);
+    HL_ASSERT(hl_quant_info(t->type)->block_bytes <= sizeof(blk));
+    for (int64_t b = 0; b < t->ne[0] / qk; b++) {
         hl_repack_block(t->type, t->ne[0], t->data, id, b, blk);
-        int rc = hl_quant_dequantize(t->type, blk, dst + b * HL_QK, HL_QK, NULL);
+        int rc = hl_quant_dequantize(t->type, blk, dst + b * qk, qk, NULL);
         HL_ASSERT(rc == HL_OK);
     }
 }

@@ -4,7 +4,8 @@
 // blocks (hl_q8_block for the 32-element types, hl_q8k_block for the K types); the block
 // dots are exact integer sums, scaled and accumulated in float. F32/F16/BF16 weights use a
 // float FMA path on the F32 activations. Kernels exist per ISA (matmul.c: scalar,
-// matmul_avx2.c, matmul_avx512.c, matmul_vnni.c — the last three share matmul_x86.h).
+// matmul_avx2.c, matmul_avx512.c, matmul_vnni.c — the last three share matmul_x86.h), plus
+// the VNNI kernels for weights repacked to X16 (matmul_x16_vnni.c).
 //
 // Invariant the batching engine relies on: for one ISA, out[t][r] depends only on weight
 // row r and activation row t — never on n, on the other rows, or on how rows are split

@@ -7,17 +7,22 @@
 typedef struct x16_desc {
     int n_fields;     // f16 header fields (d, or d and m), each stored as 16 values in a row
     bool qh;          // Q5_0: a 32-bit high-bit word follows the header (stored permuted)
-    int n_chunks;     // 4-byte quant chunks per block
+    int n_chunks;     // 4-byte chunks per block (scales and quants)
     uint8_t flip;     // xor applied to each quant byte (Q8_0: signed -> q + 128)
     size_t bb;        // GGUF block bytes
+    int64_t qk;       // values per block
+    bool hdr_last;    // Q6_K: the f16 header ends the GGUF block (it still leads the group block)
 } x16_desc;
 
 static bool desc_of(int type, x16_desc *d) {
     switch (type) {
-    case HL_DTYPE_Q4_0: *d = (x16_desc){1, false, 4, 0, 18}; return true;
-    case HL_DTYPE_Q4_1: *d = (x16_desc){2, false, 4, 0, 20}; return true;
-    case HL_DTYPE_Q5_0: *d = (x16_desc){1, true, 4, 0, 22}; return true;
-    case HL_DTYPE_Q8_0: *d = (x16_desc){1, false, 8, 0x80, 34}; return true;
+    case HL_DTYPE_Q4_0: *d = (x16_desc){1, false, 4, 0, 18, HL_QK, false}; return true;
+    case HL_DTYPE_Q4_1: *d = (x16_desc){2, false, 4, 0, 20, HL_QK, false}; return true;
+    case HL_DTYPE_Q5_0: *d = (x16_desc){1, true, 4, 0, 22, HL_QK, false}; return true;
+    case HL_DTYPE_Q8_0: *d = (x16_desc){1, false, 8, 0x80, 34, HL_QK, false}; return true;
+    case HL_DTYPE_Q4_K: *d = (x16_desc){2, false, 35, 0, 144, HL_QK_K, false}; return true;
+    case HL_DTYPE_Q5_K: *d = (x16_desc){2, false, 43, 0, 176, HL_QK_K, false}; return true;
+    case HL_DTYPE_Q6_K: *d = (x16_desc){1, false, 52, 0, 210, HL_QK_K, true}; return true;
     default: return false;
     }
 }
@@ -27,11 +32,17 @@ bool hl_repack_supports(int type) {
     return desc_of(type, &d);
 }
 
+int64_t hl_repack_block_values(int type) {
+    x16_desc d;
+    HL_ASSERT(desc_of(type, &d));
+    return d.qk;
+}
+
 size_t hl_repack_bytes(int type, int64_t k, int64_t rows) {
     x16_desc d;
-    HL_ASSERT(desc_of(type, &d) && k % HL_QK == 0 && rows > 0);
+    HL_ASSERT(desc_of(type, &d) && k % d.qk == 0 && rows > 0);
     const size_t groups = (size_t)((rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS);
-    return groups * HL_REPACK_ROWS * (size_t)(k / HL_QK) * d.bb;
+    return groups * HL_REPACK_ROWS * (size_t)(k / d.qk) * d.bb;
 }
 
 // The GGUF high bit (qh bit) that lands at bit k of byte j of the X16 word: k < 4 is chunk k's
@@ -51,17 +62,20 @@ static uint32_t qh_permute(uint32_t v, bool to_x16) {
 }
 
 // Copies one GGUF block (gguf) to or from row i (0..15) of a group block (grp): the f16
-// header fields 2 bytes at a time, the quants 4 bytes at a time (flipped by d->flip).
+// header fields 2 bytes at a time, the chunks 4 bytes at a time (flipped by d->flip).
 static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bool to_x16) {
     const size_t hdr = 2 * (size_t)d->n_fields + (d->qh ? 4 : 0);
     const uint32_t flip = d->flip * 0x01010101u;
+    uint8_t *gguf_hdr = d->hdr_last ? gguf + d->bb - hdr : gguf;
+    uint8_t *gguf_chunks = d->hdr_last ? gguf : gguf + hdr;
     for (int f = 0; f < d->n_fields; f++) {
-        uint8_t *x = grp + (size_t)f * 2 * HL_REPACK_ROWS + 2 * (size_t)i, *y = gguf + 2 * (size_t)f;
+        uint8_t *x = grp + (size_t)f * 2 * HL_REPACK_ROWS + 2 * (size_t)i, *y = gguf_hdr + 2 * (size_t)f;
         if (to_x16) memcpy(x, y, 2);
         else memcpy(y, x, 2);
     }
     if (d->qh) {
-        uint8_t *x = grp + (size_t)d->n_fields * 2 * HL_REPACK_ROWS + 4 * (size_t)i, *y = gguf + 2 * (size_t)d->n_fields;
+        uint8_t *x = grp + (size_t)d->n_fields * 2 * HL_REPACK_ROWS + 4 * (size_t)i;
+        uint8_t *y = gguf_hdr + 2 * (size_t)d->n_fields;
         uint32_t v;
         memcpy(&v, to_x16 ? y : x, 4);
         v = qh_permute(v, to_x16);
@@ -69,7 +83,7 @@ static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bo
     }
     for (int c = 0; c < d->n_chunks; c++) {
         uint8_t *x = grp + hdr * HL_REPACK_ROWS + (size_t)c * 4 * HL_REPACK_ROWS + 4 * (size_t)i;
-        uint8_t *y = gguf + hdr + 4 * (size_t)c;
+        uint8_t *y = gguf_chunks + 4 * (size_t)c;
         uint32_t v;
         memcpy(&v, to_x16 ? y : x, 4);
         v ^= flip;
@@ -80,7 +94,7 @@ static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bo
 void hl_repack_x16(int type, int64_t k, int64_t rows, const void *src, void *dst) {
     x16_desc d;
     HL_ASSERT(desc_of(type, &d));
-    const int64_t nb = k / HL_QK, groups = (rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS;
+    const int64_t nb = k / d.qk, groups = (rows + HL_REPACK_ROWS - 1) / HL_REPACK_ROWS;
     const size_t gb = d.bb * HL_REPACK_ROWS, row_bytes = d.bb * (size_t)nb;
     memset(dst, 0, (size_t)groups * (size_t)nb * gb);
     for (int64_t r = 0; r < rows; r++) {
@@ -94,7 +108,7 @@ void hl_repack_x16(int type, int64_t k, int64_t rows, const void *src, void *dst
 void hl_repack_block(int type, int64_t k, const void *w, int64_t r, int64_t b, void *dst) {
     x16_desc d;
     HL_ASSERT(desc_of(type, &d));
-    const int64_t nb = k / HL_QK;
+    const int64_t nb = k / d.qk;
     const size_t gb = d.bb * HL_REPACK_ROWS;
     uint8_t *g = (uint8_t *)w + ((size_t)(r / HL_REPACK_ROWS) * (size_t)nb + (size_t)b) * gb; // only read
     move_block(&d, (int)(r % HL_REPACK_ROWS), g, dst, false);
@@ -103,5 +117,5 @@ void hl_repack_block(int type, int64_t k, const void *w, int64_t r, int64_t b, v
 void hl_repack_row(int type, int64_t k, const void *w, int64_t r, void *dst) {
     x16_desc d;
     HL_ASSERT(desc_of(type, &d));
-    for (int64_t b = 0; b < k / HL_QK; b++) hl_repack_block(type, k, w, r, b, (uint8_t *)dst + (size_t)b * d.bb);
+    for (int64_t b = 0; b < k / d.qk; b++) hl_repack_block(type, k, w, r, b, (uint8_t *)dst + (size_t)b * d.bb);
 }

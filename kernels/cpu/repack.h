@@ -15,6 +15,12 @@
 //         k's value 4k+j (k < 4), or of chunk (k-4)'s high-nibble value 16+4(k-4)+j  352 bytes
 //   Q8_0  d[16] f16 | qs[8][16][4]: chunk c = values 4c..4c+3, stored as q + 128 (unsigned)
 //                                                                             544 bytes
+// The K types (256 values a block) keep the GGUF bytes after the f16 header(s) as 4-byte
+// chunks, scales included (the kernels decode the 6-bit scales of 16 rows at once):
+//   Q4_K  d[16] | dmin[16] f16 | chunks 0..2 = scales[12], 3..34 = qs[128]   2304 bytes
+//   Q5_K  d[16] | dmin[16] f16 | chunks 0..2 scales, 3..10 qh[32], 11..42 qs  2816 bytes
+//   Q6_K  d[16] f16 (last in GGUF) | chunks 0..31 ql[128], 32..47 qh[64], 48..51 scales[16]
+//                                                                            3360 bytes
 // A group block is exactly 16 GGUF blocks, so a repacked weight takes ceil(rows/16) * 16 rows.
 //
 //   size_t n = hl_repack_bytes(HL_DTYPE_Q4_0, k, rows);
@@ -27,11 +33,14 @@
 #define HL_CPU_LAYOUT_X16 1 // hl_tensor.layout of a weight repacked by hl_repack_x16
 #define HL_REPACK_ROWS 16   // rows per group
 
-// True when `type` has an X16 layout (Q4_0, Q4_1, Q5_0, Q8_0).
+// True when `type` has an X16 layout (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K).
 bool hl_repack_supports(int type);
 
+// Values per GGUF block of a supported type (32, or 256 for the K types).
+int64_t hl_repack_block_values(int type);
+
 // Bytes of a repacked (rows, k) weight of a supported type: ceil(rows / 16) * 16 GGUF rows.
-// k must be a multiple of 32.
+// k must be a multiple of hl_repack_block_values(type).
 size_t hl_repack_bytes(int type, int64_t k, int64_t rows);
 
 // Rewrites `rows` GGUF rows of k elements (src, rows packed back to back) into X16 at dst

@@ -107,6 +107,8 @@ static void check_matmul(hl_backend *be, hl_rng *rng, uint64_t seed, int type, i
     hl_tensor w;
     const int64_t ne[2] = {k, rows};
     ck_assert_msg(be->ops->upload_weight(be, &w, type, ne, wbytes, &err) == HL_OK, "%s", err.msg);
+    const bool x16 = hl_backend_cpu_isa(be) == HL_CPU_ISA_VNNI && hl_repack_supports(type);
+    ck_assert_int_eq(w.layout, x16 ? HL_CPU_LAYOUT_X16 : 0); // the repacked kernels are the ones tested
     hl_tensor x = random_matrix(rng, n, k, -3, 3);
     hl_tensor y = f32_matrix(n, rows), yref = f32_matrix(n, rows);
     be->ops->matmul(be, &y, &w, &x);
@@ -235,12 +237,15 @@ END_TEST
 START_TEST(test_repack_round_trip) {
     const uint64_t seed = fresh_seed();
     hl_rng rng = {seed};
-    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q8_0, HL_DTYPE_Q5_0};
+    static const int types[] = {HL_DTYPE_Q4_0, HL_DTYPE_Q4_1, HL_DTYPE_Q8_0, HL_DTYPE_Q5_0,
+                                HL_DTYPE_Q4_K, HL_DTYPE_Q5_K, HL_DTYPE_Q6_K};
     static const int64_t shapes[][2] = {{32, 1}, {576, 15}, {96, 16}, {2880, 17}, {64, 45}};
-    for (int ti = 0; ti < 4; ti++) {
+    for (int ti = 0; ti < 7; ti++) {
         ck_assert(hl_repack_supports(types[ti]));
+        const int64_t qk = hl_repack_block_values(types[ti]);
+        ck_assert_int_eq(qk, hl_quant_info(types[ti])->block_size);
         for (int si = 0; si < 5; si++) {
-            const int64_t k = shapes[si][0], rows = shapes[si][1];
+            const int64_t k = qk == 32 ? shapes[si][0] : 256 * (si % 3 + 1), rows = shapes[si][1];
             float *deq;
             uint8_t *w = random_weight(&rng, types[ti], k, rows, &deq);
             size_t rb;
@@ -258,14 +263,14 @@ START_TEST(test_repack_round_trip) {
                     continue;
                 }
                 for (size_t j = 0; j < rb; j++) { // padding: zero scales, zero (Q8_0: 0x80 ^ 0x80) quants
-                    const bool hdr = (j % (rb / (size_t)(k / 32))) < (types[ti] == HL_DTYPE_Q4_1 ? 4u : 2u); // d (m)
+                    const bool hdr = (j % (rb / (size_t)(k / qk))) < 2u; // Q8_0's d
                     ck_assert_int_eq(row[j], hdr || types[ti] != HL_DTYPE_Q8_0 ? 0 : 0x80);
                 }
             }
             free(x), free(row), free(w), free(deq);
         }
     }
-    ck_assert(!hl_repack_supports(HL_DTYPE_Q4_K));
+    ck_assert(!hl_repack_supports(HL_DTYPE_F16));
 }
 END_TEST
 
