@@ -126,9 +126,8 @@ X16_INLINE __m512 block_dot(int type, const x16_weights *w, const hl_q8_block *y
 #define XK_Q5_QH 256      // Q5_K: qh chunks
 #define XK_Q4_QS 256      // Q4_K: qs chunks
 #define XK_Q5_QS 768      // Q5_K: qs chunks
-#define XK_Q6_QL 32       // Q6_K: ql chunks
-#define XK_Q6_QH 2080     // Q6_K: qh chunks
-#define XK_Q6_SCALES 3104 // Q6_K: scale chunks
+#define XK_Q6_SCALES 32   // Q6_K: scale chunks
+#define XK_Q6_QUANTS 288  // Q6_K: per quarter, 4 x (ql chunk a, ql chunk b, qh chunk), 768 bytes
 
 
 
@@ -212,10 +211,9 @@ X16_INLINE void unpack_q45(int type, const uint8_t *g, int j, __m512i *v) {
 // 8n + 2q + h), 6-bit: low nibble from ql (A for q = 0, 2; B for q = 1, 3), 2 bits from qh.
 X16_INLINE void unpack_q6(const uint8_t *g, int n, int h, __m512i *v) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m33 = _mm512_set1_epi8(0x33), mcc = _mm512_set1_epi8((char)0xCC);
+    const uint8_t *q = g + XK_Q6_QUANTS + 768 * (2 * n + h);
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; c++) {
-        const int cl = 4 * h + c;
-        const __m512i a = ld(g + XK_Q6_QL + 64 * (16 * n + cl)), b = ld(g + XK_Q6_QL + 64 * (16 * n + 8 + cl));
-        const __m512i hb = ld(g + XK_Q6_QH + 64 * (8 * n + cl));
+        const __m512i a = ld(q + 192 * c), b = ld(q + 192 * c + 64), hb = ld(q + 192 * c + 128);
         // hm keeps qh bits 0,1 and 4,5, hn bits 2,3 and 6,7: each shift puts one pair at bits
         // 4,5 with zeros at 6,7; what lands in bits 0..3 is replaced by the nibble.
         const __m512i hm = _mm512_and_si512(hb, m33), hn = _mm512_and_si512(hb, mcc);
@@ -288,8 +286,13 @@ X16_INLINE void super_block(int type, const uint8_t *blk, const hl_q8k_block *co
     _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) acc[t] = finish(type, &s, yb[t], isum[t], acc[t]);
 }
 
-// Group g (rows 16g .. 16g + n_rows) for tokens [t0, t0 + nt).
-X16_INLINE void tile(const hl_matmul_args *a, int type, int64_t g, int t0, int nt, int n_rows) {
+// Asks for the gb bytes at p (a group block) to be brought into L1.
+X16_INLINE void prefetch_block(const uint8_t *p, size_t gb) {
+    for (size_t off = 0; off < gb; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
+// Group g (rows 16g .. 16g + n_rows) for tokens [t0, t0 + nt); `more`: group g + 1 is read next.
+X16_INLINE void tile(const hl_matmul_args *a, int type, int64_t g, int t0, int nt, int n_rows, bool more) {
     const int64_t nb = a->k / (is_k(type) ? HL_QK_K : HL_QK);
     const size_t gb = group_block_bytes(type);
     const uint8_t *gp = a->w + (size_t)g * (size_t)nb * gb, *y[X16_TILE];
@@ -302,6 +305,9 @@ X16_INLINE void tile(const hl_matmul_args *a, int type, int64_t g, int t0, int n
         if (is_k(type)) {
             const hl_q8k_block *yb[X16_TILE];
             _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) yb[t] = (const hl_q8k_block *)y[t] + b;
+            // Q6_K runs longest per byte; measured, the hardware prefetcher falls behind it
+            // (not the other types): ask for the group block two ahead.
+            if (type == HL_DTYPE_Q6_K && b + 2 < nb + (more ? 2 : 0)) prefetch_block(gp + (size_t)(b + 2) * gb, gb);
             super_block(type, gp + (size_t)b * gb, yb, nt, acc);
             continue;
         }
@@ -319,12 +325,13 @@ X16_INLINE void tile(const hl_matmul_args *a, int type, int64_t g, int t0, int n
 X16_INLINE void rows_type(const hl_matmul_args *a, int type, int64_t r0, int64_t r1) {
     for (int64_t g = r0 / 16; g * 16 < r1; g++) {
         const int n_rows = (int)(r1 - g * 16 < 16 ? r1 - g * 16 : 16);
+        const bool more = (g + 1) * 16 < r1;
         int t0 = 0;
-        for (; t0 + X16_TILE <= a->n; t0 += X16_TILE) tile(a, type, g, t0, X16_TILE, n_rows);
+        for (; t0 + X16_TILE <= a->n; t0 += X16_TILE) tile(a, type, g, t0, X16_TILE, n_rows, more);
         switch (a->n - t0) { // the tail tile, with its size known to the compiler
-        case 1: tile(a, type, g, t0, 1, n_rows); break;
-        case 2: tile(a, type, g, t0, 2, n_rows); break;
-        case 3: tile(a, type, g, t0, 3, n_rows); break;
+        case 1: tile(a, type, g, t0, 1, n_rows, more); break;
+        case 2: tile(a, type, g, t0, 2, n_rows, more); break;
+        case 3: tile(a, type, g, t0, 3, n_rows, more); break;
         default: break;
         }
     }

@@ -11,7 +11,8 @@ typedef struct x16_desc {
     uint8_t flip;     // xor applied to each quant byte (Q8_0: signed -> q + 128)
     size_t bb;        // GGUF block bytes
     int64_t qk;       // values per block
-    bool hdr_last;    // Q6_K: the f16 header ends the GGUF block (it still leads the group block)
+    bool q6k;         // Q6_K: the f16 header ends the GGUF block (it still leads the group
+                      //   block) and the chunks are reordered (q6k_source_chunk)
 } x16_desc;
 
 static bool desc_of(int type, x16_desc *d) {
@@ -61,13 +62,24 @@ static uint32_t qh_permute(uint32_t v, bool to_x16) {
     return out;
 }
 
+// The GGUF chunk (4 bytes at 4·result) stored as chunk p of a Q6_K group block, in the order
+// the kernel reads them: the 4 scale chunks (48..51), then for each quarter q = 2n + h and
+// c = 0..3: ql chunk 16n + 4h + c, ql chunk 16n + 8 + 4h + c, qh chunk 32 + 8n + 4h + c.
+static int q6k_source_chunk(int p) {
+    if (p < 4) return 48 + p;
+    const int q = (p - 4) / 12, c = (p - 4) % 12 / 3, part = (p - 4) % 3, n = q / 2, h = q % 2;
+    if (part == 0) return 16 * n + 4 * h + c;
+    if (part == 1) return 16 * n + 8 + 4 * h + c;
+    return 32 + 8 * n + 4 * h + c;
+}
+
 // Copies one GGUF block (gguf) to or from row i (0..15) of a group block (grp): the f16
 // header fields 2 bytes at a time, the chunks 4 bytes at a time (flipped by d->flip).
 static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bool to_x16) {
     const size_t hdr = 2 * (size_t)d->n_fields + (d->qh ? 4 : 0);
     const uint32_t flip = d->flip * 0x01010101u;
-    uint8_t *gguf_hdr = d->hdr_last ? gguf + d->bb - hdr : gguf;
-    uint8_t *gguf_chunks = d->hdr_last ? gguf : gguf + hdr;
+    uint8_t *gguf_hdr = d->q6k ? gguf + d->bb - hdr : gguf;
+    uint8_t *gguf_chunks = d->q6k ? gguf : gguf + hdr;
     for (int f = 0; f < d->n_fields; f++) {
         uint8_t *x = grp + (size_t)f * 2 * HL_REPACK_ROWS + 2 * (size_t)i, *y = gguf_hdr + 2 * (size_t)f;
         if (to_x16) memcpy(x, y, 2);
@@ -83,7 +95,7 @@ static void move_block(const x16_desc *d, int i, uint8_t *grp, uint8_t *gguf, bo
     }
     for (int c = 0; c < d->n_chunks; c++) {
         uint8_t *x = grp + hdr * HL_REPACK_ROWS + (size_t)c * 4 * HL_REPACK_ROWS + 4 * (size_t)i;
-        uint8_t *y = gguf_chunks + 4 * (size_t)c;
+        uint8_t *y = gguf_chunks + 4 * (size_t)(d->q6k ? q6k_source_chunk(c) : c);
         uint32_t v;
         memcpy(&v, to_x16 ? y : x, 4);
         v ^= flip;

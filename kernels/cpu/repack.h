@@ -19,8 +19,9 @@
 // chunks, scales included (the kernels decode the 6-bit scales of 16 rows at once):
 //   Q4_K  d[16] | dmin[16] f16 | chunks 0..2 = scales[12], 3..34 = qs[128]   2304 bytes
 //   Q5_K  d[16] | dmin[16] f16 | chunks 0..2 scales, 3..10 qh[32], 11..42 qs  2816 bytes
-//   Q6_K  d[16] f16 (last in GGUF) | chunks 0..31 ql[128], 32..47 qh[64], 48..51 scales[16]
-//                                                                            3360 bytes
+//   Q6_K  d[16] f16 (last in GGUF) | the 52 chunks of ql[128] qh[64] scales[16] in the order
+//         the kernel reads them: scales, then per 64 values the ql and qh chunks they use
+//         (repack.c's q6k_source_chunk)                                      3360 bytes
 // A group block is exactly 16 GGUF blocks, so a repacked weight takes ceil(rows/16) * 16 rows.
 //
 //   size_t n = hl_repack_bytes(HL_DTYPE_Q4_0, k, rows);

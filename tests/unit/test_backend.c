@@ -334,6 +334,8 @@ START_TEST(test_embed_every_type) {
         const int64_t ne[2] = {d, vocab};
         ck_assert(be->ops->supports(be, HL_OP_EMBED, type));
         ck_assert_int_eq(be->ops->upload_weight(be, &table, type, ne, wb, NULL), HL_OK);
+        const bool x16 = hl_backend_cpu_isa(be) == HL_CPU_ISA_VNNI && hl_repack_supports(type);
+        ck_assert_int_eq(table.layout, x16 ? HL_CPU_LAYOUT_X16 : 0); // hl_repack_block on VNNI CPUs
         int32_t ids[9];
         for (int i = 0; i < 9; i++) ids[i] = (int32_t)(hl_rng_next(&rng) % vocab);
         hl_tensor o = f32_matrix(9, d);
