@@ -74,7 +74,8 @@ def main():
         models = [("SmolLM2-135M Q4_1 (default)", DEFAULT)]
         if not a.quick:
             models += [("synth s135 Q8_0", synth(tmp, "s135", "q8_0")), ("synth s135 Q4_0", synth(tmp, "s135", "q4_0")),
-                       ("synth s135 Q4_K_M", synth(tmp, "s135", "q4_k_m")), ("synth l1b Q4_0", synth(tmp, "l1b", "q4_0"))]
+                       ("synth s135 Q4_K_M", synth(tmp, "s135", "q4_k_m")), ("synth l1b Q4_0", synth(tmp, "l1b", "q4_0")),
+                       ("synth l1b Q4_K_M", synth(tmp, "l1b", "q4_k_m"))]
         print("| model | halyard pp512 | llama.cpp pp512 | ratio | halyard tg128 | llama.cpp tg128 | ratio |")
         print("|---|--:|--:|--:|--:|--:|--:|")
         for name, path in models:

@@ -1,10 +1,10 @@
 // backend_cpu: the CPU implementation of kernels/backend.h — a persistent thread pool, runtime
 // ISA dispatch (cpu_features.h), quantized matmul (matmul.h), online-softmax paged attention.
 //
-// Weights stay in GGUF block layout (hl_tensor.layout 0), except Q4_0, Q4_1, Q5_0 and Q8_0 at the
-// VNNI level, which are repacked to 16-row groups (repack.h, layout HL_CPU_LAYOUT_X16); embed
-// reads either. Ops run synchronously on the
-// calling thread plus the pool, so sync() has nothing to wait for. For one ISA level, every
+// Weights stay in GGUF block layout (hl_tensor.layout 0), except Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
+// Q5_K and Q6_K at the VNNI level, which are repacked to 16-row groups (repack.h, layout
+// HL_CPU_LAYOUT_X16); embed reads either. Ops run synchronously on the calling thread plus the
+// pool, so sync() has nothing to wait for. For one ISA level, every
 // op's result for a token row depends only on that row's inputs (never on the batch or the
 // thread count). Scratch for quantized activations grows to the largest matmul seen and is
 // reused; ops themselves cannot fail (shapes are the caller's to check) and panic only if
