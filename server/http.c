@@ -111,6 +111,7 @@ typedef struct conn {
     bool registered;              // guarded by s->mu: fd is in the epoll set
     int sock;                     // the client's socket, -1 when unknown
     bool sock_registered;         // guarded by s->mu: sock is in the epoll set
+    bool sock_armed;              // guarded by s->mu: its one-shot watch has not fired yet
     bool client_gone;             // guarded by s->mu: the client closed while we waited
     watch w_engine, w_sock;       // epoll tags
     bool dead;                    // guarded by s->mu
@@ -187,6 +188,7 @@ static void *waiter_main(void *arg) {
             conn *c = w->c;
             if (c->dead || !c->suspended || !s->mhd) continue;
             if (w->sock) {
+                c->sock_armed = false;
                 on_client_event(s, c, evs[i].events);
                 continue;
             }
@@ -211,11 +213,11 @@ static void wake_waiter(hl_server *s) {
 // for its first token is cancelled when its client goes away (it has nothing to write yet that
 // could fail). Called with s->mu held.
 static void watch_client(hl_server *s, conn *c) {
-    if (c->sock < 0 || c->client_gone) return;
+    if (c->sock < 0 || c->client_gone || c->sock_armed) return; // still armed: no syscall per token
     c->w_sock = (watch){c, true};
     struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = &c->w_sock};
     int op = c->sock_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(s->epoll_fd, op, c->sock, &ev) == 0) c->sock_registered = true;
+    if (epoll_ctl(s->epoll_fd, op, c->sock, &ev) == 0) c->sock_registered = c->sock_armed = true;
 }
 
 // Suspends c until its engine fd has events. Called on an MHD thread while it handles c.
@@ -245,7 +247,7 @@ static void engine_detach(conn *c) {
     if (c->registered) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->sock_registered) epoll_ctl(s->epoll_fd, EPOLL_CTL_DEL, c->sock, NULL);
     c->registered = false;
-    c->sock_registered = false;
+    c->sock_registered = c->sock_armed = false;
     pthread_mutex_unlock(&s->mu);
     hl_engine_release(s->engine, c->engine_id);
     c->has_engine = false;
@@ -641,16 +643,20 @@ static void track(conn *c) {
     hl_metrics_in_flight(s->metrics, 1);
 }
 
+// The key's request-rate limit: false (and a 429 in *e, with Retry-After) when it is reached.
+static bool admit(conn *c, hl_api_error *e) {
+    double wait_s = 0;
+    if (hl_auth_admit(c->s->auth, c->key, hl_time_ms(), &wait_s) == HL_OK) return true;
+    hl_api_errorf(e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
+                  "rate limit reached for this API key; retry in %.0f s", wait_s);
+    e->retry_after_s = (int)wait_s;
+    return false;
+}
+
 static enum MHD_Result on_generate(conn *c) {
     hl_server *s = c->s;
     hl_api_error e;
-    double wait_s = 0;
-    if (hl_auth_admit(s->auth, c->key, hl_time_ms(), &wait_s) != HL_OK) {
-        hl_api_errorf(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
-                      "rate limit reached for this API key; retry in %.0f s", wait_s);
-        e.retry_after_s = (int)wait_s;
-        return respond_error(c, &e);
-    }
+    if (!admit(c, &e)) return respond_error(c, &e);
     if (parse_request(c, &e) != HL_OK) return respond_error(c, &e);
     hl_tokens ids = {0};
     int rc = encode_prompt(c, &ids, &e);
@@ -711,13 +717,7 @@ static int embeddings_submit(conn *c, hl_api_error *e) {
 static enum MHD_Result on_embeddings(conn *c) {
     hl_server *s = c->s;
     hl_api_error e;
-    double wait_s = 0;
-    if (hl_auth_admit(s->auth, c->key, hl_time_ms(), &wait_s) != HL_OK) {
-        hl_api_errorf(&e, 429, "rate_limit_error", "rate_limit_exceeded", NULL,
-                      "rate limit reached for this API key; retry in %.0f s", wait_s);
-        e.retry_after_s = (int)wait_s;
-        return respond_error(c, &e);
-    }
+    if (!admit(c, &e)) return respond_error(c, &e);
     cJSON *root = body_json(c, &e);
     if (!root) return respond_error(c, &e);
     c->emb = hl_xcalloc(1, sizeof *c->emb);

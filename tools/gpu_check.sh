@@ -141,37 +141,29 @@ else
 fi
 case "$B" in /*) ;; *) B=./$B ;; esac
 
+# Runs unit suite $1 with its log in $OUT/$2 and a limit of $3 s ($4 names it): a failure is
+# recorded and the run goes on; a suite that sees no device ends the run (nothing else would).
+run_suite() {
+    deadline_ok
+    say "running $4"
+    if ! CK_RUN_SUITE=$1 CK_DEFAULT_TIMEOUT=$(($3 - 30)) timeout "$(limit "$3")" "$B/test_unit" > "$OUT/$2" 2>&1; then
+        tail -40 "$OUT/$2"
+        failed "$1 suite (full log: $OUT/$2)"
+    fi
+    grep -q "SKIP: no CUDA device" "$OUT/$2" && fail "the $1 suite saw no CUDA device"
+    printf '%s: ' "$1" | tee -a "$SUMMARY"
+    tail -1 "$OUT/$2" | tee -a "$SUMMARY"
+}
+
 # ---- correctness: every kernel against the scalar reference ----
 if [ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]; then
-    deadline_ok
-    say "running the CUDA unit suite (backend_cuda)"
-    if ! CK_RUN_SUITE=backend_cuda CK_DEFAULT_TIMEOUT=240 timeout "$(limit 270)" "$B/test_unit" > "$OUT/tests.log" 2>&1; then
-        tail -40 "$OUT/tests.log"
-        failed "CUDA unit suite (full log: $OUT/tests.log; rerun one seed with HL_TEST_SEED=...)"
-    fi
-    grep -q "SKIP: no CUDA device" "$OUT/tests.log" && fail "the unit suite saw no CUDA device"
-    tail -1 "$OUT/tests.log" | tee -a "$SUMMARY"
-    deadline_ok
-    say "running the whole-model suite (llama_cuda: CUDA vs CPU logits, graph replays)"
-    if ! CK_RUN_SUITE=llama_cuda CK_DEFAULT_TIMEOUT=240 timeout "$(limit 270)" "$B/test_unit" > "$OUT/llama_cuda.log" 2>&1; then
-        tail -40 "$OUT/llama_cuda.log"
-        failed "llama_cuda suite (full log: $OUT/llama_cuda.log)"
-    fi
-    grep -q "SKIP: no CUDA device" "$OUT/llama_cuda.log" && fail "the llama_cuda suite saw no CUDA device"
+    run_suite backend_cuda tests.log 270 "the CUDA unit suite (backend_cuda; rerun one seed with HL_TEST_SEED=...)"
+    run_suite llama_cuda llama_cuda.log 270 "the whole-model suite (llama_cuda: CUDA vs CPU logits, graph replays)"
     grep "^llama_cuda " "$OUT/llama_cuda.log" | tee -a "$SUMMARY"
-    tail -1 "$OUT/llama_cuda.log" | tee -a "$SUMMARY"
     # The suites whose CUDA cases sit next to their CPU ones: device top-k, fused add_rmsnorm and
-    # fused weights (CUDA vs CPU).
+    # fused weights (CUDA vs CPU), the attention geometry table, the cuBLAS loader.
     for SUITE in topk fused attn_fits cublas_host; do
-        deadline_ok
-        say "running the $SUITE suite"
-        if ! CK_RUN_SUITE=$SUITE CK_DEFAULT_TIMEOUT=120 timeout "$(limit 150)" "$B/test_unit" > "$OUT/$SUITE.log" 2>&1; then
-            tail -40 "$OUT/$SUITE.log"
-            failed "$SUITE suite (full log: $OUT/$SUITE.log)"
-        fi
-        grep -q "SKIP: no CUDA device" "$OUT/$SUITE.log" && fail "the $SUITE suite saw no CUDA device"
-        printf '%s: ' "$SUITE" | tee -a "$SUMMARY"
-        tail -1 "$OUT/$SUITE.log" | tee -a "$SUMMARY"
+        run_suite "$SUITE" "$SUITE.log" 150 "the $SUITE suite"
     done
     say "tests done after $(elapsed) s"
 fi
